@@ -1,0 +1,249 @@
+"""Compile, load, pin and attach socksplice's BPF programs with bcc.
+
+Lifecycle (DESIGN.md, rule 5): maps are pinned under ``<pin_root>/<name>/v<layout>``; a new
+loader adopts existing pins instead of creating maps, so an agent restart or upgrade keeps every
+spliced socket and its state. Programs are replaced, never the maps. The sk_msg program is
+attached to the SOCKHASH (the map holds it); the sockops program is attached per pod cgroup
+with flags 0, so a cgroup holds at most one socksplice program and re-attaching replaces it.
+Programs attached this way outlive the loading process: ``detach`` is explicit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from socksplice.bpf import headers as headers_mod
+from socksplice.bpf.layout import COUNTERS, LAYOUT_VERSION, NR_COUNTERS, PodConfigStruct, PodDatapathConfig
+from socksplice.errors import KernelError, KernelUnsupported
+from socksplice.kernel import bpffs, bpfsys
+
+log = logging.getLogger(__name__)
+
+SOURCE_DIR = Path(__file__).resolve().parent
+SOURCES = ("socksplice.h", "sockops.c", "sk_msg.c")
+PINNED_MAPS = ("sock_hash", "sk_state", "pod_config", "pairs", "peer_of", "counters")
+
+AttachOutcome = Literal["attached", "replaced", "unchanged"]
+
+
+@dataclass(frozen=True)
+class DatapathSettings:
+    """Where pins live and how large the maps are (compiled in as -D knobs)."""
+
+    pin_root: Path = Path("/sys/fs/bpf")
+    """bpffs directory holding the pins; a bpffs is mounted there when it is not on one."""
+    name: str = "socksplice"
+    """Subdirectory of ``pin_root``; tests use a unique name per run."""
+    sockhash_size: int = 65536
+    """Maximum spliced sockets on the node (two per connection)."""
+    pairs_size: int = 16384
+    """Connection ends waiting for their peer (LRU)."""
+    pods_size: int = 1024
+    """Maximum selected pods on the node."""
+    max_policies: int = 256
+    """Policy slots for per-SocketSplice counters (slot 0 is 'none')."""
+
+    @property
+    def pin_dir(self) -> Path:
+        return self.pin_root / self.name / f"v{LAYOUT_VERSION}"
+
+
+def program_source() -> str:
+    """One translation unit: bcc only treats functions of its main file as programs."""
+    parts = []
+    for name in SOURCES:
+        text = (SOURCE_DIR / name).read_text().replace('#include "socksplice.h"', "")
+        parts.append(f'#line 1 "{name}"\n{text}\n')
+    return "".join(parts)
+
+
+def _cflags(settings: DatapathSettings) -> list[str]:
+    return [
+        f'-DSS_PIN_DIR="{settings.pin_dir}"',
+        f"-DSS_SOCKHASH_SIZE={settings.sockhash_size}",
+        f"-DSS_PAIRS_SIZE={settings.pairs_size}",
+        f"-DSS_PODS_SIZE={settings.pods_size}",
+        f"-DSS_MAX_POLICIES={settings.max_policies}",
+        "-Wno-unused-function",
+    ]
+
+
+@contextmanager
+def _cgroup_fd(cgroup: Path) -> Iterator[int]:
+    try:
+        fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise KernelError(f"cgroup {cgroup}: cannot open: {exc.strerror}", exc.errno) from exc
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+class Datapath:
+    """The loaded programs and their pinned maps. Create with :meth:`load`."""
+
+    def __init__(self, bpf: Any, settings: DatapathSettings, adopted: bool, load_seconds: float) -> None:
+        self._bpf = bpf
+        self.settings = settings
+        self.adopted = adopted
+        self.load_seconds = load_seconds
+        self._sockops = bpf.load_func("ss_sockops", bpf.SOCK_OPS)
+        self._sk_msg = bpf.load_func("ss_sk_msg", bpf.SK_MSG)
+        self.sockops_id = bpfsys.obj_id(self._sockops.fd)
+        self.sk_msg_id = bpfsys.obj_id(self._sk_msg.fd)
+        self._sockhash_fd = self._table_fd("sock_hash")
+        bpfsys.prog_attach(self._sockhash_fd, self._sk_msg.fd, bpfsys.BPF_SK_MSG_VERDICT)
+        self._pods = bpf["pod_config"]
+        self._counters = bpf["counters"]
+        if ctypes.sizeof(self._pods.Leaf) != ctypes.sizeof(PodConfigStruct):
+            raise KernelError("layout: struct ss_pod_config differs between bpf/socksplice.h and bpf/layout.py")
+
+    @classmethod
+    def load(cls, settings: DatapathSettings = DatapathSettings()) -> Datapath:
+        """Compile and load; adopt pinned maps when present. Raises KernelUnsupported/KernelError."""
+        if os.geteuid() != 0:
+            raise KernelUnsupported("BPF: loading programs needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+        hdrs = headers_mod.ensure()
+        log.info("datapath: headers: %s", hdrs.description)
+        settings.pin_root.mkdir(parents=True, exist_ok=True)
+        bpffs.ensure(settings.pin_root)
+        settings.pin_dir.mkdir(parents=True, exist_ok=True)
+        adopted = (settings.pin_dir / "sock_hash").exists()
+        start = time.monotonic()
+        try:
+            from bcc import BPF  # imported late: importing bcc needs libbcc
+
+            bpf = BPF(text=program_source(), cflags=_cflags(settings))
+            dp = cls(bpf, settings, adopted, 0.0)
+        except KernelError:
+            raise
+        except Exception as exc:  # bcc raises bare Exception for compile and load failures
+            raise KernelError(f"datapath: load failed: {exc}") from exc
+        dp.load_seconds = time.monotonic() - start
+        log.info(
+            "datapath: %s pins at %s in %.2fs (sockops id %d, sk_msg id %d)",
+            "adopted" if adopted else "created",
+            settings.pin_dir,
+            dp.load_seconds,
+            dp.sockops_id,
+            dp.sk_msg_id,
+        )
+        return dp
+
+    def _table_fd(self, name: str) -> int:
+        from bcc import lib
+
+        fd = int(lib.bpf_table_fd(self._bpf.module, name.encode()))
+        if fd < 0:
+            raise KernelError(f"datapath: map {name} not found")
+        return fd
+
+    # --- cgroups -------------------------------------------------------------------------
+
+    def attached(self, cgroup: Path) -> list[int]:
+        """Ids of the sockops programs attached to ``cgroup`` itself."""
+        with _cgroup_fd(cgroup) as fd:
+            return bpfsys.prog_query(fd, bpfsys.BPF_CGROUP_SOCK_OPS)
+
+    def attach(self, cgroup: Path) -> AttachOutcome:
+        """Ensure our sockops program is the one attached to ``cgroup``. Idempotent."""
+        with _cgroup_fd(cgroup) as fd:
+            current = bpfsys.prog_query(fd, bpfsys.BPF_CGROUP_SOCK_OPS)
+            if current == [self.sockops_id]:
+                return "unchanged"
+            try:
+                bpfsys.prog_attach(fd, self._sockops.fd, bpfsys.BPF_CGROUP_SOCK_OPS, 0)
+            except KernelError as exc:
+                raise KernelError(f"cgroup {cgroup}: attach sockops: {exc}", exc.errno) from exc
+        return "replaced" if current else "attached"
+
+    def detach(self, cgroup: Path) -> bool:
+        """Detach whatever sockops program is attached to ``cgroup``. False if none was (or it is gone)."""
+        try:
+            with _cgroup_fd(cgroup) as fd:
+                if not bpfsys.prog_query(fd, bpfsys.BPF_CGROUP_SOCK_OPS):
+                    return False
+                bpfsys.prog_detach(fd, bpfsys.BPF_CGROUP_SOCK_OPS)
+        except KernelError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENODEV):
+                return False
+            raise
+        return True
+
+    # --- pod configuration ---------------------------------------------------------------
+
+    def set_pod(self, netns_cookie: int, config: PodDatapathConfig) -> None:
+        raw = bytes(config.to_struct())
+        self._pods[self._pods.Key(netns_cookie)] = self._pods.Leaf.from_buffer_copy(raw)
+
+    def delete_pod(self, netns_cookie: int) -> bool:
+        try:
+            del self._pods[self._pods.Key(netns_cookie)]
+        except KeyError:
+            return False
+        return True
+
+    def pods(self) -> dict[int, PodDatapathConfig]:
+        out = {}
+        for k, v in self._pods.items():
+            out[int(k.value)] = PodDatapathConfig.from_struct(PodConfigStruct.from_buffer_copy(bytes(v)))
+        return out
+
+    # --- observation ---------------------------------------------------------------------
+
+    def counters(self, slots: range | list[int] | None = None) -> dict[int, dict[str, int]]:
+        """Counter sums over CPUs, per policy slot (default: every slot with a non-zero counter)."""
+        wanted = range(self.settings.max_policies) if slots is None else slots
+        out: dict[int, dict[str, int]] = {}
+        for slot in wanted:
+            values = {}
+            for i, name in enumerate(COUNTERS):
+                values[name] = int(self._counters.sum(self._counters.Key(slot * NR_COUNTERS + i)).value)
+            if slots is not None or any(values.values()):
+                out[slot] = values
+        return out
+
+    def totals(self) -> dict[str, int]:
+        """Counters summed over every policy slot."""
+        total = dict.fromkeys(COUNTERS, 0)
+        for values in self.counters().values():
+            for name, n in values.items():
+                total[name] += n
+        return total
+
+    def spliced_sockets(self) -> int:
+        """Sockets currently in the SOCKHASH (the kernel removes them itself on close)."""
+        return len(bpfsys.map_keys(self._sockhash_fd, 8))
+
+    # --- teardown ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release our fds. Pins, cgroup attachments and spliced sockets stay."""
+        self._bpf.cleanup()
+
+    def unpin(self) -> list[str]:
+        """Remove the pins (after a drain). Returns the names removed."""
+        removed = []
+        for name in PINNED_MAPS:
+            path = self.settings.pin_dir / name
+            try:
+                path.unlink()
+                removed.append(name)
+            except FileNotFoundError:
+                continue
+        for d in (self.settings.pin_dir, self.settings.pin_dir.parent):
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        return removed

@@ -1,0 +1,156 @@
+/* socksplice sockops program: attached to selected pods' cgroups.
+ *
+ * At ACTIVE/PASSIVE_ESTABLISHED it records per-socket state and pairs the two ends of a
+ * connection by the client's address and port plus both initial sequence numbers, which
+ * destination NAT (a ClusterIP) does not rewrite. The end that arrives first waits in `pairs`;
+ * the second end completes the pair, inserts itself into the SOCKHASH and tells the first end
+ * who its peer is through `peer_of`. Any miss leaves the socket on plain TCP.
+ */
+#include "socksplice.h"
+
+#define SS_MODE_NONE 0
+#define SS_MODE_DRYRUN 1
+#define SS_MODE_ENFORCE 2
+
+static __always_inline int ss_port_mode(const struct ss_pod_config *cfg, __u16 port)
+{
+	if (cfg->flags & SS_POD_ENFORCE_ALL)
+		return SS_MODE_ENFORCE;
+#pragma unroll
+	for (int i = 0; i < SS_MAX_PORTS; i++)
+		if (cfg->enforce_ports[i] == port)
+			return SS_MODE_ENFORCE;
+	if (cfg->flags & SS_POD_DRYRUN_ALL)
+		return SS_MODE_DRYRUN;
+#pragma unroll
+	for (int i = 0; i < SS_MAX_PORTS; i++)
+		if (cfg->dryrun_ports[i] == port)
+			return SS_MODE_DRYRUN;
+	return SS_MODE_NONE;
+}
+
+static __always_inline int ss_may_enforce(const struct ss_pod_config *cfg)
+{
+	return (cfg->flags & SS_POD_ENFORCE_ALL) || cfg->enforce_ports[0] != 0;
+}
+
+/* Canonical address: IPv4 as v4-mapped IPv6, so that IPv4 clients of dual-stack (AF_INET6)
+ * listeners produce the same key on both ends. */
+static __always_inline void ss_addr(struct bpf_sock_ops *skops, int remote, __u32 out[4])
+{
+	/* Every field is read unconditionally: a conditional read lets the compiler select a
+	 * context pointer, which the verifier refuses. */
+	__u32 r4 = SS_CTX_U32(skops->remote_ip4), l4 = SS_CTX_U32(skops->local_ip4);
+	__u32 r6[4], l6[4];
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		r6[i] = SS_CTX_U32(skops->remote_ip6[i]);
+		l6[i] = SS_CTX_U32(skops->local_ip6[i]);
+	}
+	if (skops->family == AF_INET) {
+		out[0] = 0;
+		out[1] = 0;
+		out[2] = bpf_htonl(0x0000ffff);
+		out[3] = remote ? r4 : l4;
+		return;
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		out[i] = remote ? r6[i] : l6[i];
+}
+
+static __always_inline int ss_insert(struct bpf_sock_ops *skops, struct ss_sock_state *st, __u64 *id)
+{
+	int rc = sock_hash.sock_hash_update(skops, id, BPF_ANY);
+	if (rc != 0) {
+		ss_count(st->policy_slot, SS_C_ERR_SOCKHASH_UPDATE, 1);
+		return -1;
+	}
+	st->flags |= SS_SK_IN_MAP;
+	ss_count(st->policy_slot, SS_C_SOCKETS_ADDED, 1);
+	return 0;
+}
+
+int ss_sockops(struct bpf_sock_ops *skops)
+{
+	__u32 op = skops->op;
+	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+	__u32 family = skops->family;
+	if (family != AF_INET && family != AF_INET6)
+		return 1;
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return 1;
+
+	int passive = op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB;
+	__u64 netns = bpf_get_netns_cookie(skops);
+	struct ss_pod_config *cfg = pod_config.lookup(&netns);
+	if (!cfg) {
+		ss_count(0, SS_C_NO_POD_CONFIG, 1);
+		return 1;
+	}
+	__u32 slot = cfg->policy_slot;
+	struct ss_sock_state *st = sk_state.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		ss_count(slot, SS_C_ERR_STORAGE, 1);
+		return 1;
+	}
+	__u64 id = ss_get_socket_cookie(skops);
+	st->id = id;
+	st->policy_slot = slot;
+
+	struct ss_pair_key key = {};
+	ss_addr(skops, passive, key.client_addr);
+	__u32 local_port = SS_CTX_U32(skops->local_port);
+	__u32 remote_port = bpf_ntohl(SS_CTX_U32(skops->remote_port));
+	__u32 snd_nxt = SS_CTX_U32(skops->snd_nxt);
+	__u32 rcv_nxt = SS_CTX_U32(skops->rcv_nxt);
+	key.client_port = passive ? remote_port : local_port;
+	key.client_seq = passive ? rcv_nxt : snd_nxt;
+	key.server_seq = passive ? snd_nxt : rcv_nxt;
+
+	struct ss_pair_val *first = pairs.lookup(&key);
+	if (!first) {
+		/* First end: wait for the peer. An enforcing end enters the SOCKHASH now so that
+		 * sk_msg sees its very first send (and keeps it on TCP if the peer is not there yet). */
+		struct ss_pair_val me = {.sock_id = id, .netns = netns, .local_port = local_port, .passive = passive};
+		int rc = pairs.update(&key, &me);
+		if (rc != 0) {
+			ss_count(slot, SS_C_ERR_PAIRS_UPDATE, 1);
+			return 1;
+		}
+		if (ss_may_enforce(cfg))
+			ss_insert(skops, st, &id);
+		return 1;
+	}
+
+	/* Second end: the pair is complete. */
+	__u64 peer_id = first->sock_id;
+	__u64 peer_netns = first->netns;
+	__u16 server_port = passive ? local_port : first->local_port;
+	pairs.delete(&key);
+
+	struct ss_pod_config *peer_cfg = pod_config.lookup(&peer_netns);
+	if (!peer_cfg) {
+		ss_count(slot, SS_C_PAIRS_PEER_UNKNOWN, 1);
+		return 1;
+	}
+	int mine = ss_port_mode(cfg, server_port);
+	int theirs = ss_port_mode(peer_cfg, server_port);
+	if (mine == SS_MODE_NONE || theirs == SS_MODE_NONE) {
+		ss_count(slot, SS_C_PAIRS_PORT_SKIPPED, 1);
+		return 1;
+	}
+	if (mine == SS_MODE_DRYRUN || theirs == SS_MODE_DRYRUN) {
+		ss_count(slot, SS_C_PAIRS_DRYRUN, 1);
+		return 1;
+	}
+	if (ss_insert(skops, st, &id) != 0)
+		return 1;
+	st->peer = peer_id;
+	/* Only now may the first end redirect to us: we are in the SOCKHASH. */
+	peer_of.update(&peer_id, &id);
+	ss_count(slot, SS_C_PAIRS_SPLICED, 1);
+	return 1;
+}

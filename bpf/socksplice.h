@@ -1,0 +1,147 @@
+/* socksplice: map and key layouts shared by the sockops and sk_msg programs.
+ *
+ * The Python side mirrors every constant and struct here in bpf/layout.py; change both together
+ * and bump SS_LAYOUT_VERSION when a pinned map's layout changes (pins live under a directory
+ * named after that version, so an incompatible agent never adopts maps it cannot read).
+ *
+ * Knobs arrive as -D cflags from the loader: SS_PIN_DIR (bpffs directory for pins, string),
+ * SS_SOCKHASH_SIZE, SS_PAIRS_SIZE, SS_PODS_SIZE, SS_MAX_POLICIES.
+ */
+#ifndef SOCKSPLICE_H
+#define SOCKSPLICE_H
+
+#include <uapi/linux/bpf.h>
+#include <linux/socket.h>
+
+#define SS_LAYOUT_VERSION 1
+
+#ifndef SS_PIN_DIR
+#error "SS_PIN_DIR must be given by the loader"
+#endif
+#ifndef SS_SOCKHASH_SIZE
+#define SS_SOCKHASH_SIZE 65536
+#endif
+#ifndef SS_PAIRS_SIZE
+#define SS_PAIRS_SIZE 16384
+#endif
+#ifndef SS_PODS_SIZE
+#define SS_PODS_SIZE 1024
+#endif
+#ifndef SS_MAX_POLICIES
+#define SS_MAX_POLICIES 256
+#endif
+
+#define SS_MAX_PORTS 16
+
+/* pod_config.flags */
+#define SS_POD_ENFORCE_ALL 0x1 /* every server port is spliced */
+#define SS_POD_DRYRUN_ALL 0x2  /* every server port is counted as "would splice" */
+
+/* Per pod (keyed by the pod's network namespace cookie), written by the agent. */
+struct ss_pod_config {
+	__u32 flags;
+	__u32 policy_slot; /* counters are attributed to this policy slot (0 = none) */
+	__u16 enforce_ports[SS_MAX_PORTS]; /* 0 terminates */
+	__u16 dryrun_ports[SS_MAX_PORTS];
+};
+
+/* Identifies one TCP connection from both ends, across destination NAT: the client's
+ * address and port (which DNAT does not rewrite) and both initial sequence numbers. */
+struct ss_pair_key {
+	__u32 client_addr[4]; /* canonical: IPv4 as v4-mapped IPv6, network order */
+	__u32 client_port;    /* host order */
+	__u32 client_seq;     /* client's snd_nxt at establishment == server's rcv_nxt */
+	__u32 server_seq;     /* client's rcv_nxt at establishment == server's snd_nxt */
+};
+
+/* The end that reached ESTABLISHED first, waiting for its peer. */
+struct ss_pair_val {
+	__u64 sock_id;  /* socket cookie */
+	__u64 netns;    /* its network namespace cookie */
+	__u32 local_port;
+	__u32 passive;  /* 1 if it is the server end */
+};
+
+/* Per-socket state in socket-local storage: written by sockops, read by sk_msg. */
+#define SS_SK_IN_MAP 0x1 /* socket was inserted into the SOCKHASH */
+#define SS_SK_TX_TCP 0x2 /* ratchet: this direction sent payload through TCP; stays there */
+
+struct ss_sock_state {
+	__u64 id;   /* socket cookie (sk_msg cannot read cookies itself) */
+	__u64 peer; /* peer's socket cookie, 0 until paired */
+	__u32 flags;
+	__u32 policy_slot;
+};
+
+/* Per-CPU counters, indexed policy_slot * SS_NR_COUNTERS + counter. */
+enum ss_counter {
+	SS_C_SOCKETS_ADDED = 0,     /* sockets inserted into the SOCKHASH */
+	SS_C_PAIRS_SPLICED,         /* connections whose two ends were paired for splicing */
+	SS_C_PAIRS_DRYRUN,          /* connections that would have been spliced (DryRun) */
+	SS_C_PAIRS_PORT_SKIPPED,    /* both ends local and selected, server port not selected */
+	SS_C_PAIRS_PEER_UNKNOWN,    /* paired with a socket whose pod has no config any more */
+	SS_C_MSGS_REDIRECTED,
+	SS_C_BYTES_REDIRECTED,
+	SS_C_MSGS_FALLBACK,         /* messages passed to TCP, all reasons */
+	SS_C_BYTES_FALLBACK,
+	SS_C_FB_UNPAIRED,           /* no local, selected peer (yet): the ratchet engages */
+	SS_C_FB_RATCHET,            /* direction already on TCP */
+	SS_C_FB_REDIRECT_ERROR,     /* peer no longer in the SOCKHASH */
+	SS_C_FB_NO_STATE,           /* socket without socksplice state */
+	SS_C_ERR_SOCKHASH_UPDATE,   /* could not insert a socket (map full?) */
+	SS_C_ERR_STORAGE,           /* could not create socket storage */
+	SS_C_ERR_PAIRS_UPDATE,      /* could not record a waiting end (map full?) */
+	SS_C_NO_POD_CONFIG,         /* sockops ran for a socket whose pod has no config */
+	SS_NR_COUNTERS,
+};
+
+BPF_TABLE_PINNED("hash", __u64, struct ss_pod_config, pod_config, SS_PODS_SIZE, SS_PIN_DIR "/pod_config");
+BPF_TABLE_PINNED("lru_hash", struct ss_pair_key, struct ss_pair_val, pairs, SS_PAIRS_SIZE, SS_PIN_DIR "/pairs");
+BPF_TABLE_PINNED("lru_hash", __u64, __u64, peer_of, SS_PAIRS_SIZE, SS_PIN_DIR "/peer_of");
+BPF_TABLE_PINNED("percpu_array", __u32, __u64, counters, SS_MAX_POLICIES * SS_NR_COUNTERS,
+		 SS_PIN_DIR "/counters");
+
+/* BPF_SOCKHASH and BPF_SK_STORAGE, pinned (bcc has no pinned variant of either). */
+struct sock_hash_table_t {
+	__u64 key;
+	int leaf;
+	int (*update)(__u64 *, int *);
+	int (*delete)(__u64 *);
+	int (*sock_hash_update)(void *, void *, __u64);
+	int (*msg_redirect_hash)(void *, void *, __u64);
+	int (*sk_redirect_hash)(void *, void *, __u64);
+	__u32 max_entries;
+};
+__attribute__((section("maps/sockhash:" SS_PIN_DIR "/sock_hash")))
+struct sock_hash_table_t sock_hash = {.max_entries = SS_SOCKHASH_SIZE};
+BPF_ANNOTATE_KV_PAIR(sock_hash, __u64, int);
+
+struct sk_state_table_t {
+	int key;
+	struct ss_sock_state leaf;
+	void *(*sk_storage_get)(void *, void *, int);
+	int (*sk_storage_delete)(void *);
+	__u32 flags;
+};
+__attribute__((section("maps/sk_storage:" SS_PIN_DIR "/sk_state")))
+struct sk_state_table_t sk_state = {.flags = BPF_F_NO_PREALLOC};
+BPF_ANNOTATE_KV_PAIR(sk_state, int, struct ss_sock_state);
+
+/* bcc 0.26 declares bpf_get_socket_cookie as returning u32; the helper returns the full u64. */
+static __u64 (*ss_get_socket_cookie)(void *ctx) = (void *)BPF_FUNC_get_socket_cookie;
+
+/* Context fields must be read with their own width: the verifier rejects a compiler-merged
+ * 64-bit load of two adjacent 32-bit fields. */
+#define SS_CTX_U32(field) (*(volatile __u32 *)&(field))
+
+static __always_inline void ss_count(__u32 slot, __u32 counter, __u64 n)
+{
+	if (slot >= SS_MAX_POLICIES)
+		slot = 0;
+	__u32 idx = slot * SS_NR_COUNTERS + counter;
+	__u64 *v = counters.lookup(&idx);
+	if (v)
+		*v += n;
+}
+
+#endif /* SOCKSPLICE_H */
