@@ -1,0 +1,28 @@
+# The two commands of the README. Each runs the idempotent install script first, so a fresh
+# machine needs nothing else.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install demo test check conformance-full e2e clean
+
+install:
+	bash scripts/install.sh
+
+demo: install
+	$(BIN)/socksplice demo
+
+check: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+e2e: install
+	$(BIN)/python -m pytest tests/e2e --with-e2e $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) loadgen/bin

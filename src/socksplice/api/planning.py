@@ -1,0 +1,111 @@
+"""Which pods get which splice mode on which ports: a pure function of pods and SocketSplices.
+
+The agent runs it for the pods on its node; the operator runs it for status counts; both get the
+same answer. Rules (see ``docs/socketsplice.md``):
+
+- a SocketSplice selects pods of its own namespace whose labels match its ``podSelector``;
+- ``hostNetwork`` pods are never selected (they share the node's network namespace and cgroup
+  attachment would affect host traffic), nor are finished pods (phase Succeeded or Failed);
+- a pod selected by several SocketSplices gets the union; no ``ports`` means every port;
+- Enforce wins over DryRun for the same port. The plan is normalised: ``*_ports`` is empty when
+  the matching ``*_all`` is true, and DryRun sets exclude what Enforce already covers, so two
+  plans that act the same compare equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from socksplice.api.pods import PodRef
+from socksplice.api.socketsplice import Mode, SocketSplice
+
+
+class Skip(StrEnum):
+    """Why a pod that a selector matched is not spliced."""
+
+    HOST_NETWORK = "HostNetwork"
+    FINISHED = "PodFinished"
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """What to do for one pod. ``policies`` are the selecting SocketSplice keys, sorted."""
+
+    enforce_all: bool = False
+    enforce_ports: frozenset[int] = field(default_factory=frozenset)
+    dryrun_all: bool = False
+    dryrun_ports: frozenset[int] = field(default_factory=frozenset)
+    policies: tuple[str, ...] = ()
+    primary_policy: str = ""
+
+    def mode_for_port(self, port: int) -> Mode | None:
+        """The mode for a connection to server ``port`` on this pod, or None (plain TCP)."""
+        if self.enforce_all or port in self.enforce_ports:
+            return Mode.ENFORCE
+        if self.dryrun_all or port in self.dryrun_ports:
+            return Mode.DRY_RUN
+        return None
+
+    @property
+    def enforces(self) -> bool:
+        """True if some port of this pod is spliced for real."""
+        return self.enforce_all or bool(self.enforce_ports)
+
+
+def skip_reason(pod: PodRef) -> Skip | None:
+    """Why ``pod`` can never be selected, or None."""
+    if pod.host_network:
+        return Skip.HOST_NETWORK
+    if pod.finished:
+        return Skip.FINISHED
+    return None
+
+
+def _selects(splice: SocketSplice, pod: PodRef) -> bool:
+    return pod.namespace == splice.namespace and splice.spec.pod_selector.matches(pod.labels_dict())
+
+
+def _combine(selecting: list[SocketSplice]) -> PodPlan:
+    enforcing = [s for s in selecting if s.spec.mode is Mode.ENFORCE]
+    dry = [s for s in selecting if s.spec.mode is Mode.DRY_RUN]
+    enforce_all = any(not s.spec.ports for s in enforcing)
+    enforce_ports = frozenset() if enforce_all else frozenset(p for s in enforcing for p in s.spec.ports)
+    if enforce_all:
+        dryrun_all, dryrun_ports = False, frozenset[int]()
+    else:
+        dryrun_all = any(not s.spec.ports for s in dry)
+        dryrun_ports = (
+            frozenset() if dryrun_all else frozenset(p for s in dry for p in s.spec.ports) - enforce_ports
+        )
+    policies = tuple(sorted({s.key for s in selecting}))
+    primary = min(s.key for s in enforcing) if enforcing else min(s.key for s in dry)
+    return PodPlan(enforce_all, enforce_ports, dryrun_all, dryrun_ports, policies, primary)
+
+
+def plan(pods: Iterable[PodRef], splices: Iterable[SocketSplice]) -> dict[str, PodPlan]:
+    """Plans keyed by pod key (``namespace/name``); pods no SocketSplice selects are absent."""
+    by_namespace: dict[str, list[SocketSplice]] = {}
+    for splice in splices:
+        by_namespace.setdefault(splice.namespace, []).append(splice)
+    plans: dict[str, PodPlan] = {}
+    for pod in pods:
+        if skip_reason(pod) is not None:
+            continue
+        selecting = [s for s in by_namespace.get(pod.namespace, ()) if _selects(s, pod)]
+        if selecting:
+            plans[pod.key] = _combine(selecting)
+    return plans
+
+
+def explain(pods: Iterable[PodRef], splices: Iterable[SocketSplice]) -> list[tuple[str, str, Skip]]:
+    """(splice key, pod key, reason) for each pod a selector matched but ``plan`` left out, sorted."""
+    pod_list = list(pods)
+    out: list[tuple[str, str, Skip]] = []
+    for splice in splices:
+        for pod in pod_list:
+            reason = skip_reason(pod)
+            if reason is not None and _selects(splice, pod):
+                out.append((splice.key, pod.key, reason))
+    return sorted(set(out))

@@ -1,0 +1,1 @@
+"""socksplice node agent: pod watch, cgroup resolution, BPF lifecycle, metrics."""

@@ -1,0 +1,49 @@
+"""Workloads: the sslg load generator's Python wrappers, its typed results and statistics."""
+
+from socksplice.workloads.loadgen import (
+    HostRunner,
+    LoadgenError,
+    LoadgenMissing,
+    PodRunner,
+    Server,
+    loadgen_path,
+    run_check,
+    run_crr,
+    run_echo,
+    run_rr,
+    run_stream,
+)
+from socksplice.workloads.results import (
+    CheckResult,
+    LatencyResult,
+    RateResult,
+    ResultFormatError,
+    ServerResult,
+    StreamResult,
+)
+from socksplice.workloads.stats import Summary, median, percentile, ratio, summarize
+
+__all__ = [
+    "CheckResult",
+    "HostRunner",
+    "LatencyResult",
+    "LoadgenError",
+    "LoadgenMissing",
+    "PodRunner",
+    "RateResult",
+    "ResultFormatError",
+    "Server",
+    "ServerResult",
+    "StreamResult",
+    "Summary",
+    "loadgen_path",
+    "median",
+    "percentile",
+    "ratio",
+    "run_check",
+    "run_crr",
+    "run_echo",
+    "run_rr",
+    "run_stream",
+    "summarize",
+]
