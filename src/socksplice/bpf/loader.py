@@ -97,14 +97,14 @@ class Datapath:
         self.settings = settings
         self.adopted = adopted
         self.load_seconds = load_seconds
-        self._sockops = bpf.load_func("ss_sockops", bpf.SOCK_OPS)
-        self._sk_msg = bpf.load_func("ss_sk_msg", bpf.SK_MSG)
+        self._sockops = bpf.load_func(b"ss_sockops", bpf.SOCK_OPS)
+        self._sk_msg = bpf.load_func(b"ss_sk_msg", bpf.SK_MSG)
         self.sockops_id = bpfsys.obj_id(self._sockops.fd)
         self.sk_msg_id = bpfsys.obj_id(self._sk_msg.fd)
         self._sockhash_fd = self._table_fd("sock_hash")
         bpfsys.prog_attach(self._sockhash_fd, self._sk_msg.fd, bpfsys.BPF_SK_MSG_VERDICT)
-        self._pods = bpf["pod_config"]
-        self._counters = bpf["counters"]
+        self._pods = bpf[b"pod_config"]
+        self._counters = bpf[b"counters"]
         if ctypes.sizeof(self._pods.Leaf) != ctypes.sizeof(PodConfigStruct):
             raise KernelError("layout: struct ss_pod_config differs between bpf/socksplice.h and bpf/layout.py")
 
@@ -123,7 +123,7 @@ class Datapath:
         try:
             from bcc import BPF  # imported late: importing bcc needs libbcc
 
-            bpf = BPF(text=program_source(), cflags=_cflags(settings))
+            bpf = BPF(text=program_source().encode(), cflags=_cflags(settings))
             dp = cls(bpf, settings, adopted, 0.0)
         except KernelError:
             raise

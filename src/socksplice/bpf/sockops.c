@@ -59,6 +59,15 @@ static __always_inline void ss_addr(struct bpf_sock_ops *skops, int remote, __u3
 		out[i] = remote ? r6[i] : l6[i];
 }
 
+static __always_inline int ss_is_loopback(const __u32 a[4])
+{
+	if (a[0] != 0 || a[1] != 0)
+		return 0;
+	if (a[2] == bpf_htonl(0x0000ffff))
+		return (bpf_ntohl(a[3]) >> 24) == 127;
+	return a[2] == 0 && a[3] == bpf_htonl(1);
+}
+
 static __always_inline int ss_insert(struct bpf_sock_ops *skops, struct ss_sock_state *st, __u64 *id)
 {
 	int rc = sock_hash.sock_hash_update(skops, id, BPF_ANY);
@@ -109,6 +118,9 @@ int ss_sockops(struct bpf_sock_ops *skops)
 	key.client_port = passive ? remote_port : local_port;
 	key.client_seq = passive ? rcv_nxt : snd_nxt;
 	key.server_seq = passive ? snd_nxt : rcv_nxt;
+
+	if (ss_is_loopback(key.client_addr))
+		key.netns_scope = netns;
 
 	struct ss_pair_val *first = pairs.lookup(&key);
 	if (!first) {

@@ -52,6 +52,9 @@ struct ss_pair_key {
 	__u32 client_port;    /* host order */
 	__u32 client_seq;     /* client's snd_nxt at establishment == server's rcv_nxt */
 	__u32 server_seq;     /* client's rcv_nxt at establishment == server's snd_nxt */
+	__u32 pad;
+	__u64 netns_scope;    /* loopback connections: the netns cookie (two pods may use the same
+	                       * loopback tuple at once); 0 otherwise (ends may sit in different netns) */
 };
 
 /* The end that reached ESTABLISHED first, waiting for its peer. */

@@ -48,7 +48,7 @@ def render_text(results: list[WorkloadResult]) -> str:
             better = ratio < 1 if f.endswith("_us") else ratio > 1
             label = LABELS[f]
             lines.append(
-                f"{r.workload.name:<15} {label + ' ' + unit:<11} {plain:>12.2f} {spliced:>12.2f} {ratio:>11.2f}x"
+                f"{r.workload.name:<15} {label:<11} {plain:>12.2f} {spliced:>12.2f} {ratio:>11.2f}x"
                 f"  {'faster' if better else 'SLOWER'}"
             )
         if s["spliced"]["bytes_redirected"] == 0:
