@@ -161,3 +161,12 @@ def test_bpffs_supported_reads_proc_filesystems(tmp_path: Path) -> None:
     fs.write_text("nodev\tsysfs\n\text4\n")
     assert not probes.bpffs_supported(fs)
     assert not probes.bpffs_supported(tmp_path / "absent")
+
+
+def test_failed_privileges_come_first_in_every_fix() -> None:
+    checks = checks_mod._finish([failed("map.sockhash"), ok("cgroup2.mount"), failed("privileges")])
+    assert [c.name for c in checks] == ["privileges", "map.sockhash", "cgroup2.mount"]
+    assert checks[0].fix == "install privileges"
+    assert checks[1].fix.startswith(checks_mod.PRIVILEGES_FIRST)
+    assert checks[1].fix.endswith("otherwise: install map.sockhash")
+    assert checks[2].fix == ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +25,7 @@ Severity = Literal["fatal", "warn", "info"]
 SIMULATE_ENV = "SOCKSPLICE_SIMULATE_MISSING"
 SIMULATED_DETAIL = f"simulated by {SIMULATE_ENV}"
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf")
+PRIVILEGES_FIRST = "fix `privileges` first and re-run (this may only be a lack of privileges)"
 
 _UPGRADE = "upgrade the kernel: Linux 5.15 or newer allows every helper the data path uses"
 _STREAM_PARSER = "use a kernel with CONFIG_BPF_STREAM_PARSER=y (Linux 4.18+)"
@@ -135,13 +136,24 @@ def _run(name: str, probe: Callable[[], ProbeResult]) -> Check:
     return make_check(name, probe())
 
 
-def _order(checks: Iterable[Check]) -> list[Check]:
+def _finish(checks: Iterable[Check]) -> list[Check]:
+    """Order as in SPECS; when privileges fail, point every other failure's fix at them first."""
     index = {name: i for i, name in enumerate(SPECS)}
-    return sorted(checks, key=lambda c: index.get(c.name, len(index)))
+    ordered = sorted(checks, key=lambda c: index.get(c.name, len(index)))
+    if all(c.ok for c in ordered if c.name == "privileges"):
+        return ordered
+    return [
+        c if c.ok or c.name == "privileges" else replace(c, fix=f"{PRIVILEGES_FIRST}; otherwise: {c.fix}")
+        for c in ordered
+    ]
 
 
 def preflight() -> list[Check]:
     """Cheap checks the agent runs before loading: privileges, bpf(2), SOCKHASH, cgroup2."""
+    return _finish(_preflight())
+
+
+def _preflight() -> list[Check]:
     singles: dict[str, Callable[[], ProbeResult]] = {
         "privileges": probes.privileges,
         "bpf.syscall": probes.bpf_syscall,
@@ -154,7 +166,7 @@ def preflight() -> list[Check]:
 
 def run_checks(include_load: bool = True, pin_root: Path = DEFAULT_PIN_ROOT) -> list[Check]:
     """Every check; ``include_load=False`` skips the full data-path load (the slowest check)."""
-    checks = preflight()
+    checks = _preflight()
     checks += [
         _run("map.lru_hash", probes.lru_hash),
         _run("map.percpu_array", probes.percpu_array),
@@ -168,13 +180,13 @@ def run_checks(include_load: bool = True, pin_root: Path = DEFAULT_PIN_ROOT) -> 
     if blocked:
         why = f"not run: {' and '.join(blocked)} failed"
         checks += [make_check(name, ProbeResult(False, why)) for name in wanted]
-        return _order(checks)
+        return _finish(checks)
     for group in probes.GROUPS:
         results = probes.run_group(group)
         checks += [make_check(name, results[name]) for name in probes.helper_checks(group)]
     if include_load:
         checks.append(_run("datapath.load", probes.datapath_load))
-    return _order(checks)
+    return _finish(checks)
 
 
 def fatal(checks: Iterable[Check]) -> list[Check]:

@@ -619,27 +619,31 @@ def datapath_load() -> ProbeResult:
     """Compile and load the real programs into a private bpffs, then release and unpin everything."""
 
     def run() -> ProbeResult:
-        from socksplice.bpf.loader import Datapath, DatapathSettings
-
-        with private_bpffs() as root, captured_stderr() as log:
-            try:
-                dp = Datapath.load(DatapathSettings(pin_root=root, name="doctor"))
-            except Exception as exc:
-                failure: BaseException = exc
-            else:
-                try:
-                    dp.close()
-                finally:
-                    dp.unpin()
-                return ProbeResult(
-                    True,
-                    f"sockops + sk_msg compiled and loaded in {dp.load_seconds:.2f}s "
-                    f"(program ids {dp.sockops_id}/{dp.sk_msg_id})",
-                )
-        return ProbeResult(False, f"data path did not load: {_describe(failure, ''.join(log))}")
+        try:
+            with private_bpffs() as root:
+                return _load_datapath(root)
+        except SockspliceError as exc:
+            return ProbeResult(False, f"cannot mount a private bpffs for the trial load: {exc}")
 
     return _guarded("datapath", run)
 
 
-def kernel_release() -> str:
-    return os.uname().release
+def _load_datapath(pin_root: Path) -> ProbeResult:
+    from socksplice.bpf.loader import Datapath, DatapathSettings
+
+    with captured_stderr() as log:
+        try:
+            dp = Datapath.load(DatapathSettings(pin_root=pin_root, name="doctor"))
+        except Exception as exc:  # KernelError/KernelUnsupported, or anything bcc raises
+            failure: BaseException = exc
+        else:
+            try:
+                dp.close()
+            finally:
+                dp.unpin()
+            return ProbeResult(
+                True,
+                f"sockops + sk_msg compiled and loaded in {dp.load_seconds:.2f}s "
+                f"(program ids {dp.sockops_id}/{dp.sk_msg_id})",
+            )
+    return ProbeResult(False, f"data path did not load: {_describe(failure, ''.join(log))}")

@@ -86,6 +86,7 @@ class Agent:
         self.last_snapshot: Snapshot | None = None
         self._last_fingerprint: int | None = None
         self._last_reconcile = 0.0
+        self._last_publish = 0.0
         self._heartbeat = time.monotonic()
         self._ready = False
         self.http_port: int | None = None
@@ -104,6 +105,8 @@ class Agent:
         fp = snapshot.fingerprint()
         due = time.monotonic() - self._last_reconcile >= self.settings.resync_interval
         if not force and fp == self._last_fingerprint and not due:
+            if self.sink is not None and time.monotonic() - self._last_publish >= self.settings.status_interval:
+                self._publish()
             return None
         for err in snapshot.errors:
             if self._last_fingerprint != fp:
@@ -117,9 +120,17 @@ class Agent:
         self.last_report, self.last_snapshot = report, snapshot
         self._last_fingerprint, self._last_reconcile = fp, time.monotonic()
         self._ready = not report.errors
-        if self.sink is not None:
-            self.sink.publish(self.status(plans))
+        self._publish(plans)
         return report
+
+    def _publish(self, plans: Mapping[str, PodPlan] | None = None) -> None:
+        if self.sink is None:
+            return
+        self._last_publish = time.monotonic()
+        try:
+            self.sink.publish(self.status(plans))
+        except (OSError, SockspliceError) as exc:
+            log.error("agent: status not published: %s", exc)
 
     def status(self, plans: Mapping[str, PodPlan] | None = None) -> dict[str, Any]:
         """The node's status: what a SpliceNode object carries (and the local status file)."""

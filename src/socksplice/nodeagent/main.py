@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="port for /metrics, /healthz, /readyz; -1 disables (default: %(default)s)")
     p.add_argument("--metrics-host", default=AgentSettings.metrics_host)
     p.add_argument("--poll-interval", type=float, default=AgentSettings.poll_interval, help="seconds")
+    p.add_argument("--status-interval", type=float, default=AgentSettings.status_interval, help="seconds")
 
 
 def settings_from(args: argparse.Namespace) -> AgentSettings:
@@ -40,6 +41,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         poll_interval=args.poll_interval,
+        status_interval=args.status_interval,
     )
 
 

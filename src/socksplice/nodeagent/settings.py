@@ -23,3 +23,5 @@ class AgentSettings:
     """Seconds between polls of the local source for changes."""
     resync_interval: float = 30.0
     """Seconds between full reconciles when nothing changed (repairs drift)."""
+    status_interval: float = 5.0
+    """Seconds between status publications when nothing changed (socket counts move anyway)."""
