@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-
 import logging
 import sys
 
@@ -44,10 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = p.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="local pods, the agent, a SocketSplice and a plain-vs-spliced benchmark")
+    demo = sub.add_parser(
+        "demo", help="local pods, the agent, a SocketSplice and a plain-vs-spliced benchmark"
+    )
     demo.add_argument("--json", action="store_true", help="print one JSON document")
     demo.add_argument("--quick", action="store_true", help="shorter runs")
-    demo.add_argument("--repeats", type=int, default=2, help="A/B repetitions per workload (default: %(default)s)")
+    demo.add_argument(
+        "--repeats", type=int, default=2, help="A/B repetitions per workload (default: %(default)s)"
+    )
     demo.set_defaults(func=_demo)
 
     from socksplice.nodeagent.main import add_arguments

@@ -32,7 +32,10 @@ spec:
 
 
 def splice_yaml(
-    name: str = "bench", namespace: str = "demo", labels: str = "{role: bench}", mode: str = "Enforce",
+    name: str = "bench",
+    namespace: str = "demo",
+    labels: str = "{role: bench}",
+    mode: str = "Enforce",
     ports: list[int] | None = None,
 ) -> str:
     extra = f"  ports: {ports}\n" if ports else ""
@@ -106,7 +109,8 @@ def splice_env(topology: LocalTopology, pin_root: Path, state_dir: Path) -> Iter
 def echo_server(pod: LocalPod, port: int, bind: str = "::") -> Iterator[subprocess.Popen[bytes]]:
     proc = pod.popen(
         [sys.executable, str(STREAMCHECK), "server", "--port", str(port), "--bind", bind],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
@@ -119,13 +123,34 @@ def echo_server(pod: LocalPod, port: int, bind: str = "::") -> Iterator[subproce
 
 
 def start_clients(
-    pod: LocalPod, host: str, port: int, conns: int = 1, nbytes: int = 1 << 20, seconds: float = 0.0,
+    pod: LocalPod,
+    host: str,
+    port: int,
+    conns: int = 1,
+    nbytes: int = 1 << 20,
+    seconds: float = 0.0,
     bind_port: int = 0,
 ) -> subprocess.Popen[bytes]:
     return pod.popen(
-        [sys.executable, str(STREAMCHECK), "client", "--host", host, "--port", str(port), "--conns", str(conns),
-         "--bytes", str(nbytes), "--seconds", str(seconds), "--bind-port", str(bind_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            str(STREAMCHECK),
+            "client",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--conns",
+            str(conns),
+            "--bytes",
+            str(nbytes),
+            "--seconds",
+            str(seconds),
+            "--bind-port",
+            str(bind_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 

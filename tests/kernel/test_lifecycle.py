@@ -23,13 +23,32 @@ PORT = 9400
 
 
 @contextmanager
-def agent_process(topology: LocalTopology, pin_root: Path, state_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+def agent_process(
+    topology: LocalTopology, pin_root: Path, state_dir: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Runs `socksplice agent --local` as its own process; yields a list so tests can restart it."""
     assert topology.state_dir is not None
     argv = [
-        sys.executable, "-m", "socksplice.cli", "agent", "--local", str(topology.state_dir),
-        "--bpffs", str(pin_root), "--pin-name", f"t-{topology.run_id}", "--state-dir", str(state_dir),
-        "--metrics-port", "-1", "--poll-interval", "0.1", "--status-interval", "0.2", "--node-name", "test",
+        sys.executable,
+        "-m",
+        "socksplice.cli",
+        "agent",
+        "--local",
+        str(topology.state_dir),
+        "--bpffs",
+        str(pin_root),
+        "--pin-name",
+        f"t-{topology.run_id}",
+        "--state-dir",
+        str(state_dir),
+        "--metrics-port",
+        "-1",
+        "--poll-interval",
+        "0.1",
+        "--status-interval",
+        "0.2",
+        "--node-name",
+        "test",
     ]
     procs: list[subprocess.Popen[bytes]] = []
 

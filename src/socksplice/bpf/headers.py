@@ -81,5 +81,7 @@ def ensure(release: str | None = None, runtime_dir: Path = RUNTIME_DIR) -> Heade
     if not (target / "include").is_dir():
         _merge(arch, common, target)
     os.environ["BCC_KERNEL_SOURCE"] = str(target)
-    log.warning("headers: no kernel headers for %s: using packaged %s (merged at %s)", release, arch.name, target)
+    log.warning(
+        "headers: no kernel headers for %s: using packaged %s (merged at %s)", release, arch.name, target
+    )
     return Headers(target, packaged=True, description=f"packaged {arch.name} for kernel {release}")

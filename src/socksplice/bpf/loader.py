@@ -106,13 +106,17 @@ class Datapath:
         self._pods = bpf[b"pod_config"]
         self._counters = bpf[b"counters"]
         if ctypes.sizeof(self._pods.Leaf) != ctypes.sizeof(PodConfigStruct):
-            raise KernelError("layout: struct ss_pod_config differs between bpf/socksplice.h and bpf/layout.py")
+            raise KernelError(
+                "layout: struct ss_pod_config differs between bpf/socksplice.h and bpf/layout.py"
+            )
 
     @classmethod
     def load(cls, settings: DatapathSettings = DatapathSettings()) -> Datapath:
         """Compile and load; adopt pinned maps when present. Raises KernelUnsupported/KernelError."""
         if os.geteuid() != 0:
-            raise KernelUnsupported("BPF: loading programs needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+            raise KernelUnsupported(
+                "BPF: loading programs needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)"
+            )
         hdrs = headers_mod.ensure()
         log.info("datapath: headers: %s", hdrs.description)
         settings.pin_root.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,11 @@ LABELS = {"p50_us": "p50 µs", "p99_us": "p99 µs", "gbit_per_s": "Gbit/s"}
 
 
 def summarize(result: WorkloadResult) -> dict[str, Any]:
-    out: dict[str, Any] = {"workload": result.workload.name, "kind": result.workload.kind,
-                           "size": result.workload.size}
+    out: dict[str, Any] = {
+        "workload": result.workload.name,
+        "kind": result.workload.kind,
+        "size": result.workload.size,
+    }
     for mode in ("plain", "spliced"):
         runs = [r for r in result.runs if r.mode == mode]
         out[mode] = {f: median(r.figures[f] for r in runs) for f in FIGURES[result.workload.kind]}
@@ -25,9 +28,7 @@ def summarize(result: WorkloadResult) -> dict[str, Any]:
     ratios = {}
     for f in FIGURES[result.workload.kind]:
         plain = out["plain"][f]
-        ratios[RATIO_NAMES[f]] = (
-            round(out["spliced"][f] / plain, 3) if plain else None
-        )
+        ratios[RATIO_NAMES[f]] = round(out["spliced"][f] / plain, 3) if plain else None
     out["ratio"] = ratios
     return out
 

@@ -27,7 +27,8 @@ def _cookie_here() -> int:
             raw = s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
         except OSError as exc:
             raise KernelUnsupported(
-                f"SO_NETNS_COOKIE: not supported by this kernel ({exc.strerror}); Linux 5.14 or newer is needed"
+                f"SO_NETNS_COOKIE: not supported by this kernel ({exc.strerror}); "
+                "Linux 5.14 or newer is needed"
             ) from exc
     return int(struct.unpack("=Q", raw)[0])
 

@@ -1,12 +1,12 @@
 """``socksplice local``: manage a local cluster of netns pods and the SocketSplices applied to it.
 
-    socksplice local up [-f pods.yaml] [--dir DIR]     build the pods (detached: they stay up)
-    socksplice local apply -f splice.yaml [--dir DIR]  what `kubectl apply` does, for local mode
-    socksplice local delete NAME [-n NS] [--dir DIR]   remove a SocketSplice
-    socksplice local status [--dir DIR]                pods, manifests and the agent's status.json
-    socksplice local exec POD [-n NS] -- CMD...        run a command inside a pod
-    socksplice local down [--dir DIR]                  remove the pods
-    socksplice local cleanup                           remove leftovers of crashed runs
+socksplice local up [-f pods.yaml] [--dir DIR]     build the pods (detached: they stay up)
+socksplice local apply -f splice.yaml [--dir DIR]  what `kubectl apply` does, for local mode
+socksplice local delete NAME [-n NS] [--dir DIR]   remove a SocketSplice
+socksplice local status [--dir DIR]                pods, manifests and the agent's status.json
+socksplice local exec POD [-n NS] -- CMD...        run a command inside a pod
+socksplice local down [--dir DIR]                  remove the pods
+socksplice local cleanup                           remove leftovers of crashed runs
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def _up(args: argparse.Namespace) -> int:
     print(f"local cluster {cluster.name}: up in {directory} (run {topo.run_id})")
     for pod in topo.pods:
         print(f"  pod {pod.namespace}/{pod.name}: {pod.ipv4} {pod.ipv6} labels={pod.labels}")
-    print(f"next: socksplice agent --local {directory}   and   socksplice local apply -f SPLICE.yaml --dir {directory}")
+    print(f"next: socksplice agent --local {directory}")
+    print(f"      socksplice local apply -f SPLICE.yaml --dir {directory}")
     return 0
 
 
@@ -72,7 +73,11 @@ def _delete(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     directory = args.dir or DEFAULT_DIR
     status = directory / "status.json"
-    print(status.read_text() if status.exists() else json.dumps({"agent": "no status.json yet: is the agent running?"}))
+    print(
+        status.read_text()
+        if status.exists()
+        else json.dumps({"agent": "no status.json yet: is the agent running?"})
+    )
     return 0
 
 
@@ -89,16 +94,26 @@ def _cleanup(_: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="socksplice local", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="socksplice local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="action", required=True)
-    for name, fn in (("up", _up), ("down", _down), ("apply", _apply), ("delete", _delete),
-                     ("status", _status), ("exec", _exec), ("cleanup", _cleanup)):
+    for name, fn in (
+        ("up", _up),
+        ("down", _down),
+        ("apply", _apply),
+        ("delete", _delete),
+        ("status", _status),
+        ("exec", _exec),
+        ("cleanup", _cleanup),
+    ):
         sp = sub.add_parser(name)
         sp.set_defaults(func=fn)
         sp.add_argument("--dir", type=Path, help=f"local cluster directory (default: {DEFAULT_DIR})")
         if name == "up":
-            sp.add_argument("-f", "--file", type=Path, help="LocalPods YAML (default: the embedded two-pod cluster)")
+            sp.add_argument(
+                "-f", "--file", type=Path, help="LocalPods YAML (default: the embedded two-pod cluster)"
+            )
         if name == "apply":
             sp.add_argument("-f", "--file", required=True, help="SocketSplice YAML ('-' for stdin)")
         if name in ("delete", "exec"):

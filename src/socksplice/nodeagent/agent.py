@@ -45,7 +45,9 @@ class Snapshot:
     errors: tuple[InvalidSpec, ...] = ()
 
     def fingerprint(self) -> int:
-        return hash((self.pods, self.splices, tuple(sorted(self.locations.items())), tuple(map(str, self.errors))))
+        return hash(
+            (self.pods, self.splices, tuple(sorted(self.locations.items())), tuple(map(str, self.errors)))
+        )
 
 
 class Source(Protocol):
@@ -65,7 +67,9 @@ class AgentStats:
 
 def targets_for(snapshot: Snapshot, plans: Mapping[str, PodPlan]) -> list[PodTarget]:
     """Planned pods that this node can locate in its kernel."""
-    return [PodTarget(key, snapshot.locations[key], p) for key, p in plans.items() if key in snapshot.locations]
+    return [
+        PodTarget(key, snapshot.locations[key], p) for key, p in plans.items() if key in snapshot.locations
+    ]
 
 
 class Agent:
@@ -105,7 +109,10 @@ class Agent:
         fp = snapshot.fingerprint()
         due = time.monotonic() - self._last_reconcile >= self.settings.resync_interval
         if not force and fp == self._last_fingerprint and not due:
-            if self.sink is not None and time.monotonic() - self._last_publish >= self.settings.status_interval:
+            if (
+                self.sink is not None
+                and time.monotonic() - self._last_publish >= self.settings.status_interval
+            ):
                 self._publish()
             return None
         for err in snapshot.errors:
@@ -181,7 +188,9 @@ class Agent:
     def start_http(self) -> None:
         if self.settings.metrics_port < 0:
             return
-        server = serve(self.settings.metrics_host, self.settings.metrics_port, self.registry, self.healthy, self.ready)
+        server = serve(
+            self.settings.metrics_host, self.settings.metrics_port, self.registry, self.healthy, self.ready
+        )
         self.http_port = int(server.server_address[1])
         log.info("agent: serving /metrics, /healthz, /readyz on port %d", self.http_port)
 

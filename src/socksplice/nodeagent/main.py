@@ -19,15 +19,32 @@ log = logging.getLogger("socksplice.agent")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--local", type=Path, metavar="DIR", required=True,
-                   help="local mode: the local topology directory (pods + manifests/), e.g. /run/socksplice/local/demo")
+    p.add_argument(
+        "--local",
+        type=Path,
+        metavar="DIR",
+        required=True,
+        help="local mode: the local topology directory (pods + manifests/), e.g. /run/socksplice/local/demo",
+    )
     p.add_argument("--node-name", default="local", help="this node's name (default: %(default)s)")
-    p.add_argument("--state-dir", type=Path, default=AgentSettings.state_dir, help="agent state (default: %(default)s)")
-    p.add_argument("--bpffs", type=Path, default=DatapathSettings.pin_root,
-                   help="bpffs directory for pins; mounted when missing (default: %(default)s)")
-    p.add_argument("--pin-name", default=DatapathSettings.name, help="pin subdirectory (default: %(default)s)")
-    p.add_argument("--metrics-port", type=int, default=AgentSettings.metrics_port,
-                   help="port for /metrics, /healthz, /readyz; -1 disables (default: %(default)s)")
+    p.add_argument(
+        "--state-dir", type=Path, default=AgentSettings.state_dir, help="agent state (default: %(default)s)"
+    )
+    p.add_argument(
+        "--bpffs",
+        type=Path,
+        default=DatapathSettings.pin_root,
+        help="bpffs directory for pins; mounted when missing (default: %(default)s)",
+    )
+    p.add_argument(
+        "--pin-name", default=DatapathSettings.name, help="pin subdirectory (default: %(default)s)"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=AgentSettings.metrics_port,
+        help="port for /metrics, /healthz, /readyz; -1 disables (default: %(default)s)",
+    )
     p.add_argument("--metrics-host", default=AgentSettings.metrics_host)
     p.add_argument("--poll-interval", type=float, default=AgentSettings.poll_interval, help="seconds")
     p.add_argument("--status-interval", type=float, default=AgentSettings.status_interval, help="seconds")
@@ -47,7 +64,8 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
 
 def preflight() -> None:
     """Refuse clearly, before compiling anything, when this kernel or process cannot splice."""
-    from socksplice.doctor.checks import fatal, preflight as checks
+    from socksplice.doctor.checks import fatal
+    from socksplice.doctor.checks import preflight as checks
 
     failed = fatal(checks())
     if failed:

@@ -64,7 +64,9 @@ class DatapathCollector(Collector):
             "socksplice_sockets_added", "Sockets inserted into the SOCKHASH for splicing.", labels=pl
         )
         pairs = CounterMetricFamily(
-            "socksplice_pairs", "Connections whose two local ends were paired, by outcome.", labels=[*pl, "outcome"]
+            "socksplice_pairs",
+            "Connections whose two local ends were paired, by outcome.",
+            labels=[*pl, "outcome"],
         )
         msgs = CounterMetricFamily(
             "socksplice_redirected_messages", "Messages redirected socket-to-socket in the kernel.", labels=pl
@@ -73,13 +75,16 @@ class DatapathCollector(Collector):
             "socksplice_redirected_bytes", "Bytes redirected socket-to-socket in the kernel.", labels=pl
         )
         fb_msgs = CounterMetricFamily(
-            "socksplice_fallback_messages", "Messages of spliceable sockets passed to TCP, by reason.",
+            "socksplice_fallback_messages",
+            "Messages of spliceable sockets passed to TCP, by reason.",
             labels=[*pl, "reason"],
         )
         fb_bytes = CounterMetricFamily(
             "socksplice_fallback_bytes", "Bytes of spliceable sockets passed to TCP.", labels=pl
         )
-        errors = CounterMetricFamily("socksplice_datapath_errors", "Data path errors by kind.", labels=[*pl, "kind"])
+        errors = CounterMetricFamily(
+            "socksplice_datapath_errors", "Data path errors by kind.", labels=[*pl, "kind"]
+        )
         for slot, values in sorted(per_slot.items()):
             labels = self._labels(slot)
             sockets_added.add_metric(labels, values["sockets_added"])
@@ -95,20 +100,31 @@ class DatapathCollector(Collector):
         yield from (sockets_added, pairs, msgs, byts, fb_msgs, fb_bytes, errors)
 
         spliced = self._dp.spliced_sockets()
-        yield GaugeMetricFamily("socksplice_spliced_sockets", "Sockets currently in the SOCKHASH.", value=spliced)
+        yield GaugeMetricFamily(
+            "socksplice_spliced_sockets", "Sockets currently in the SOCKHASH.", value=spliced
+        )
         cap = self._stats.sockhash_capacity
         yield GaugeMetricFamily(
-            "socksplice_sockhash_fill_ratio", "SOCKHASH entries over its capacity (0..1).", value=spliced / cap if cap else 0.0
+            "socksplice_sockhash_fill_ratio",
+            "SOCKHASH entries over its capacity (0..1).",
+            value=spliced / cap if cap else 0.0,
         )
-        yield GaugeMetricFamily("socksplice_attached_pods", "Pods whose cgroup carries the sockops program.",
-                                value=self._stats.attached_pods)
-        attach = CounterMetricFamily("socksplice_attach_operations", "Attach/detach operations by result.",
-                                     labels=["result"])
+        yield GaugeMetricFamily(
+            "socksplice_attached_pods",
+            "Pods whose cgroup carries the sockops program.",
+            value=self._stats.attached_pods,
+        )
+        attach = CounterMetricFamily(
+            "socksplice_attach_operations", "Attach/detach operations by result.", labels=["result"]
+        )
         for result, n in sorted(self._stats.attach_results.items()):
             attach.add_metric([result], n)
         yield attach
-        yield GaugeMetricFamily("socksplice_program_load_seconds", "Time to compile and load the BPF programs.",
-                                value=self._dp.load_seconds)
+        yield GaugeMetricFamily(
+            "socksplice_program_load_seconds",
+            "Time to compile and load the BPF programs.",
+            value=self._dp.load_seconds,
+        )
         info = InfoMetricFamily("socksplice_build", "socksplice version and the node's kernel.")
         info.add_metric([], {"version": __version__, "kernel": os.uname().release})
         yield info

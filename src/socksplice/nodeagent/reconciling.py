@@ -94,8 +94,12 @@ class Reconciler:
         if self._state_path is None:
             return
         data = {
-            key: {"cgroup": str(a.location.cgroup), "netns": str(a.location.netns), "cookie": a.cookie,
-                  "config": asdict(a.config)}
+            key: {
+                "cgroup": str(a.location.cgroup),
+                "netns": str(a.location.netns),
+                "cookie": a.cookie,
+                "config": asdict(a.config),
+            }
             for key, a in self.applied.items()
         }
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
