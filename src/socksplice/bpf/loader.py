@@ -97,6 +97,7 @@ class Datapath:
         self.settings = settings
         self.adopted = adopted
         self.load_seconds = load_seconds
+        self.mounted_bpffs = False  # True when load() mounted the bpffs at pin_root itself
         self._sockops = bpf.load_func(b"ss_sockops", bpf.SOCK_OPS)
         self._sk_msg = bpf.load_func(b"ss_sk_msg", bpf.SK_MSG)
         self.sockops_id = bpfsys.obj_id(self._sockops.fd)
@@ -120,7 +121,7 @@ class Datapath:
         hdrs = headers_mod.ensure()
         log.info("datapath: headers: %s", hdrs.description)
         settings.pin_root.mkdir(parents=True, exist_ok=True)
-        bpffs.ensure(settings.pin_root)
+        mounted = bpffs.ensure(settings.pin_root)
         settings.pin_dir.mkdir(parents=True, exist_ok=True)
         adopted = (settings.pin_dir / "sock_hash").exists()
         start = time.monotonic()
@@ -134,6 +135,7 @@ class Datapath:
         except Exception as exc:  # bcc raises bare Exception for compile and load failures
             raise KernelError(f"datapath: load failed: {exc}") from exc
         dp.load_seconds = time.monotonic() - start
+        dp.mounted_bpffs = mounted
         log.info(
             "datapath: %s pins at %s in %.2fs (sockops id %d, sk_msg id %d)",
             "adopted" if adopted else "created",
@@ -251,3 +253,13 @@ class Datapath:
             except OSError:
                 break
         return removed
+
+    def release_bpffs(self) -> bool:
+        """Unmount the bpffs that load() mounted, if nothing else is pinned there. True if unmounted."""
+        root = self.settings.pin_root
+        kernel_entries = {"maps.debug", "progs.debug"}  # iterators every bpffs shows (BPF_PRELOAD)
+        if not self.mounted_bpffs or any(p.name not in kernel_entries for p in root.iterdir()):
+            return False
+        bpffs.unmount(root)
+        self.mounted_bpffs = False
+        return True

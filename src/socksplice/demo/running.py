@@ -83,6 +83,7 @@ def demo_env(workdir: Path) -> Iterator[DemoEnv]:
         def unload() -> None:
             datapath.close()
             datapath.unpin()
+            datapath.release_bpffs()
 
         stack.callback(unload)
         agent = Agent(settings, LocalSource(workdir, settings.node_name), datapath, StatusFile(workdir))
