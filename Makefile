@@ -13,8 +13,8 @@ demo: install
 	$(BIN)/socksplice demo
 
 check: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests charts
+	$(BIN)/ruff format --check src tests charts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -39,15 +39,21 @@ def _own(release: str) -> Path | None:
     return None
 
 
-def _packaged_candidates(src_root: Path = Path("/usr/src")) -> list[tuple[Path, Path]]:
+# Where packaged headers may be: Debian's place, and the container image's copy (a pod mounts
+# the node's /usr/src over the image's, hiding the headers the image installed there).
+PACKAGED_ROOTS = (Path("/usr/src"), Path("/opt/socksplice/kernel-headers"))
+
+
+def _packaged_candidates(roots: tuple[Path, ...] = PACKAGED_ROOTS) -> list[tuple[Path, Path]]:
     """(arch dir, common dir) pairs of Debian header packages, newest first."""
     pairs = []
-    for arch in sorted(glob.glob(str(src_root / "linux-headers-*-amd64")), reverse=True) + sorted(
-        glob.glob(str(src_root / "linux-headers-*-arm64")), reverse=True
-    ):
-        common = Path(arch.rsplit("-", 1)[0] + "-common")
-        if common.is_dir():
-            pairs.append((Path(arch), common))
+    for src_root in roots:
+        for arch in sorted(glob.glob(str(src_root / "linux-headers-*-amd64")), reverse=True) + sorted(
+            glob.glob(str(src_root / "linux-headers-*-arm64")), reverse=True
+        ):
+            common = Path(arch.rsplit("-", 1)[0] + "-common")
+            if common.is_dir():
+                pairs.append((Path(arch), common))
     return pairs
 
 
