@@ -31,6 +31,12 @@ def _doctor(args: argparse.Namespace) -> int:
     return main(args.rest)
 
 
+def _operator(args: argparse.Namespace) -> int:
+    from socksplice.operator.main import main
+
+    return main(args.rest)
+
+
 def _local(args: argparse.Namespace) -> int:
     from socksplice.local.commands import main
 
@@ -63,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("rest", nargs=argparse.REMAINDER)
     doctor.set_defaults(func=_doctor)
 
+    op = sub.add_parser(
+        "operator", help="run the kopf operator (SocketSplice status, SpliceBenchmark runs)", add_help=False
+    )
+    op.add_argument("rest", nargs=argparse.REMAINDER)
+    op.set_defaults(func=_operator)
+
     local = sub.add_parser("local", help="local mode: netns pods on this machine", add_help=False)
     local.add_argument("rest", nargs=argparse.REMAINDER)
     local.set_defaults(func=_local)
@@ -71,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet = logging.WARNING if args.command not in ("agent", "operator") else logging.INFO
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO if args.command == "agent" else logging.WARNING,
+        level=logging.DEBUG if args.verbose else quiet,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

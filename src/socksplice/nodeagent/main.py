@@ -1,17 +1,23 @@
-"""``socksplice agent``: run the node agent (local mode: ``--local DIR``)."""
+"""``socksplice agent``: run the node agent.
+
+With ``--local DIR`` it serves a local topology (files); without it, the cluster: pods of this
+node and SocketSplices from the API server, status to this node's SpliceNode (needs
+``NODE_NAME`` or ``--node-name``, and the host's PID namespace and cgroup2 hierarchy).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from socksplice.bpf.loader import Datapath, DatapathSettings
-from socksplice.errors import KernelUnsupported, SockspliceError
-from socksplice.nodeagent.agent import Agent
+from socksplice.errors import KernelUnsupported, PermanentError, SockspliceError
+from socksplice.nodeagent.agent import Agent, Source, StatusSink
 from socksplice.nodeagent.localsource import LocalSource, StatusFile
 from socksplice.nodeagent.settings import AgentSettings
 
@@ -23,10 +29,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--local",
         type=Path,
         metavar="DIR",
-        required=True,
-        help="local mode: the local topology directory (pods + manifests/), e.g. /run/socksplice/local/demo",
+        default=None,
+        help="local mode: the local topology directory (pods + manifests/), e.g. /run/socksplice/local/demo; "
+        "without it the agent runs in cluster mode",
     )
-    p.add_argument("--node-name", default="local", help="this node's name (default: %(default)s)")
+    p.add_argument(
+        "--node-name",
+        default=None,
+        help="this node's name (default: 'local' in local mode, $NODE_NAME in cluster mode)",
+    )
+    p.add_argument(
+        "--cgroup-root",
+        type=Path,
+        default=None,
+        help="cluster mode: the host's cgroup2 hierarchy (default: the cgroup2 mount in /proc/mounts)",
+    )
+    p.add_argument(
+        "--proc", type=Path, default=Path("/proc"), help="cluster mode: the host's /proc (hostPID)"
+    )
     p.add_argument(
         "--state-dir", type=Path, default=AgentSettings.state_dir, help="agent state (default: %(default)s)"
     )
@@ -50,9 +70,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--status-interval", type=float, default=AgentSettings.status_interval, help="seconds")
 
 
+def node_name_of(args: argparse.Namespace) -> str:
+    if args.node_name:
+        return str(args.node_name)
+    if args.local is not None:
+        return "local"
+    name = os.environ.get("NODE_NAME", "")
+    if not name:
+        raise PermanentError("cluster mode needs the node name: set NODE_NAME or --node-name")
+    return name
+
+
 def settings_from(args: argparse.Namespace) -> AgentSettings:
     return AgentSettings(
-        node_name=args.node_name,
+        node_name=node_name_of(args),
         state_dir=args.state_dir,
         datapath=DatapathSettings(pin_root=args.bpffs, name=args.pin_name),
         metrics_host=args.metrics_host,
@@ -73,8 +104,23 @@ def preflight() -> None:
         raise KernelUnsupported(f"cannot accelerate on this node: {lines}")
 
 
+def front_door(args: argparse.Namespace, settings: AgentSettings) -> tuple[Source, StatusSink, str]:
+    """The source and sink of the mode: files in ``--local DIR``, or the API server."""
+    if args.local is not None:
+        return LocalSource(args.local, settings.node_name), StatusFile(args.local), str(args.local)
+    from socksplice.nodeagent.cluster.main import cluster_front_door
+
+    source, sink = cluster_front_door(settings.node_name, args.cgroup_root, args.proc)
+    return source, sink, "the API server"
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    try:
+        settings = settings_from(args)
+        source, sink, where = front_door(args, settings)
+    except SockspliceError as exc:
+        log.error("agent: %s", exc)
+        return 1
     try:
         preflight()
         datapath = Datapath.load(settings.datapath)
@@ -84,11 +130,11 @@ def run(args: argparse.Namespace) -> int:
     except SockspliceError as exc:
         log.error("agent: start failed: %s", exc)
         return 1
-    agent = Agent(settings, LocalSource(args.local, settings.node_name), datapath, StatusFile(args.local))
+    agent = Agent(settings, source, datapath, sink)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("agent: node %s: watching %s", settings.node_name, args.local)
+    log.info("agent: node %s: watching %s", settings.node_name, where)
     try:
         agent.run(stop)
     finally:

@@ -1,0 +1,245 @@
+"""Status documents shared by the agent (writes SpliceNode) and the operator (rolls them up).
+
+Pure functions over plain dicts, the shapes the API server stores (``crds/splicenode.yaml``,
+``crds/socketsplice.yaml``):
+
+- ``splicenode_status`` turns the agent's status (``nodeagent.agent.Agent.status``) into a
+  SpliceNode ``status``; the agent never writes a SocketSplice.
+- ``rollup`` computes a SocketSplice ``status`` from the operator's own plan (which pods the
+  selector matches, on which node) and the SpliceNodes of those nodes (what each agent attached).
+- ``set_condition`` keeps ``lastTransitionTime`` when a condition's status does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from socksplice.api.planning import plan
+from socksplice.api.pods import PodRef
+from socksplice.api.socketsplice import GROUP, VERSION, SocketSplice
+
+SPLICENODE_KIND = "SpliceNode"
+SPLICENODE_PLURAL = "splicenodes"
+SPLICENODE_API_VERSION = f"{GROUP}/{VERSION}"
+
+READY = "Ready"
+DEGRADED = "Degraded"
+MAX_MESSAGE = 1024
+"""Characters of a condition message kept (the whole list of problems can be long)."""
+
+
+def timestamp(when: datetime) -> str:
+    """RFC 3339, seconds, UTC (``metav1.Time``)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# SpliceNode (agent side)
+
+
+def splicenode_status(
+    agent: Mapping[str, Any],
+    now: datetime,
+    doctor: Sequence[Mapping[str, Any]] = (),
+    hazards: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The SpliceNode ``status`` for the agent's status dict; ``doctor``/``hazards`` from the probes."""
+    policies = []
+    for key, p in sorted((agent.get("policies") or {}).items()):
+        entry = {
+            "name": key,
+            "mode": p.get("mode", "Enforce"),
+            "generation": int(p.get("generation", 0)),
+            "matchedPods": int(p.get("matchedPods", 0)),
+            "attachedPods": int(p.get("attachedPods", 0)),
+        }
+        for field in ("pairsSpliced", "bytesRedirected"):
+            if field in p:
+                entry[field] = int(p[field])
+        policies.append(entry)
+    failed = [dict(c) for c in doctor if not c.get("ok", True)]
+    present = [dict(h) for h in hazards if h.get("present")]
+    last_error = str(agent.get("lastError") or "")
+    problems = [c["name"] for c in failed if c.get("severity") == "fatal"]
+    if problems:
+        ready = ("False", "KernelUnsupported", "failed checks: " + ", ".join(problems))
+    elif last_error:
+        ready = ("False", "ReconcileFailed", last_error)
+    else:
+        ready = ("True", "Reconciled", f"{len(agent.get('attachedPods') or [])} pods attached")
+    datapath = agent.get("datapath") or {}
+    return {
+        "nodeName": str(agent.get("node", "")),
+        "agentVersion": str(agent.get("agentVersion", "")),
+        "kernel": str(agent.get("kernel", "")),
+        "heartbeatTime": timestamp(now),
+        "attachedPods": len(agent.get("attachedPods") or []),
+        "pods": sorted(agent.get("attachedPods") or []),
+        "splicedSockets": int(agent.get("splicedSockets", 0)),
+        "totals": {str(k): int(v) for k, v in (agent.get("totals") or {}).items()},
+        "policies": policies,
+        "datapath": {
+            "pinDir": str(datapath.get("pinDir", "")),
+            "adopted": bool(datapath.get("adopted", False)),
+        },
+        "doctor": failed,
+        "hazards": present,
+        "manifestErrors": [str(e) for e in agent.get("manifestErrors") or []],
+        "lastError": last_error[:MAX_MESSAGE],
+        "conditions": [
+            {"type": READY, "status": ready[0], "reason": ready[1], "message": ready[2][:MAX_MESSAGE]}
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# SocketSplice roll-up (operator side)
+
+
+def set_condition(
+    previous: Iterable[Mapping[str, Any]],
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """A condition; ``lastTransitionTime`` carries over from ``previous`` when ``status`` is the same."""
+    since = timestamp(now)
+    for old in previous:
+        if old.get("type") == kind and old.get("status") == status and old.get("lastTransitionTime"):
+            since = str(old["lastTransitionTime"])
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message[:MAX_MESSAGE],
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One node as the roll-up sees it: pods the operator's plan puts there, and the agent's entry."""
+
+    name: str
+    matched: int
+    attached: int
+    pairs: int | None
+    agent_seen: bool
+    agent_generation: int
+    problem: str
+
+
+def _policy_entry(node: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    for p in node.get("policies") or []:
+        if isinstance(p, Mapping) and p.get("name") == key:
+            return p
+    return None
+
+
+def _node_view(
+    name: str, matched: int, node: Mapping[str, Any] | None, key: str, now: datetime, stale_after: float
+) -> NodeView:
+    if node is None:
+        return NodeView(name, matched, 0, None, False, 0, "no SpliceNode: is the agent running on this node?")
+    beat = parse_timestamp(node.get("heartbeatTime"))
+    if beat is None or (now - beat).total_seconds() > stale_after:
+        when = node.get("heartbeatTime") or "never"
+        return NodeView(name, matched, 0, None, False, 0, f"agent silent since {when}")
+    entry = _policy_entry(node, key)
+    attached = int(entry.get("attachedPods", 0)) if entry else 0
+    pairs = int(entry["pairsSpliced"]) if entry and "pairsSpliced" in entry else None
+    generation = int(entry.get("generation", 0)) if entry else 0
+    problem = str(node.get("lastError") or "")
+    fatal = [c.get("name", "?") for c in node.get("doctor") or [] if c.get("severity") == "fatal"]
+    if fatal:
+        problem = "kernel cannot splice: " + ", ".join(map(str, fatal))
+    return NodeView(name, matched, min(attached, matched), pairs, True, generation, problem)
+
+
+def rollup(
+    splice: SocketSplice,
+    pods: Iterable[PodRef],
+    nodes: Mapping[str, Mapping[str, Any]],
+    previous: Iterable[Mapping[str, Any]],
+    now: datetime,
+    stale_after: float = 120.0,
+) -> dict[str, Any]:
+    """The SocketSplice ``status`` from the pods of its namespace and the SpliceNode statuses by node.
+
+    Matched pods are the operator's own plan (the same ``plan`` the agents run); accelerated pods
+    are what each node's agent reports attached for this SocketSplice, capped at the matched count.
+    Ready is True when every matched pod is attached (or none is matched); Degraded is True when
+    an agent on a node with matched pods is missing, silent, failing, or cannot splice.
+    """
+    previous = list(previous)
+    pod_list = [p for p in pods if p.namespace == splice.namespace]
+    plans = plan(pod_list, [splice])
+    per_node: dict[str, int] = {}
+    for pod in pod_list:
+        if pod.key in plans:
+            per_node[pod.node_name or "(unscheduled)"] = per_node.get(pod.node_name or "(unscheduled)", 0) + 1
+    views = [
+        _node_view(name, n, nodes.get(name), splice.key, now, stale_after)
+        for name, n in sorted(per_node.items())
+    ]
+    matched = sum(v.matched for v in views)
+    accelerated = sum(v.attached for v in views)
+    entries = []
+    for v in views:
+        entry: dict[str, Any] = {
+            "name": v.name,
+            "matchedPods": v.matched,
+            "attachedPods": v.attached,
+            "mode": str(splice.spec.mode),
+        }
+        if v.pairs is not None:
+            entry["pairsSpliced"] = v.pairs
+        if v.problem:
+            entry["message"] = v.problem[:MAX_MESSAGE]
+        entries.append(entry)
+    scheduled = [v for v in views if v.name != "(unscheduled)"]
+    missing = [v for v in scheduled if v.attached < v.matched]
+    problems = [v for v in scheduled if v.problem]
+    if matched == 0:
+        ready = ("True", "NoPodsSelected", "the podSelector matches no running pod in this namespace")
+    elif not missing and len(scheduled) == len(views):
+        ready = ("True", "Accelerated", f"{accelerated}/{matched} pods attached on {len(views)} node(s)")
+    else:
+        reason = "AgentMissing" if any(not v.agent_seen for v in missing) else "Attaching"
+        detail = "; ".join(f"{v.name}: {v.attached}/{v.matched} attached" for v in missing) or (
+            "some selected pods are not scheduled yet"
+        )
+        ready = ("False", reason, f"{accelerated}/{matched} pods attached; {detail}")
+    if problems:
+        reason = "AgentMissing" if any(not v.agent_seen for v in problems) else "AgentError"
+        degraded = ("True", reason, "; ".join(f"{v.name}: {v.problem}" for v in problems))
+    else:
+        degraded = ("False", "AsExpected", "no agent reports a problem")
+    gen = splice.generation
+    return {
+        "observedGeneration": gen,
+        "matchedPods": matched,
+        "acceleratedPods": accelerated,
+        "nodeCount": len(entries),
+        "nodes": entries,
+        "conditions": [
+            set_condition(previous, READY, *ready, gen, now),
+            set_condition(previous, DEGRADED, *degraded, gen, now),
+        ],
+    }

@@ -1,0 +1,43 @@
+"""Wiring of cluster mode: credentials, the watches, the locator and the SpliceNode sink."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from socksplice.errors import PermanentError
+from socksplice.kernel import cgroup2
+from socksplice.nodeagent.cluster.locating import Locator
+from socksplice.nodeagent.cluster.sink import SpliceNodeSink
+from socksplice.nodeagent.cluster.source import ClusterSource
+
+
+def load_kube_config() -> None:
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        try:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        except (config.ConfigException, OSError) as exc:
+            raise PermanentError(f"no Kubernetes credentials: {exc}") from exc
+
+
+def doctor_results() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The preflight checks and the hazards, as SpliceNode carries them."""
+    from socksplice.doctor.checks import hazards, preflight
+
+    return [dataclasses.asdict(c) for c in preflight()], [dict(h) for h in hazards()]
+
+
+def cluster_front_door(
+    node: str, cgroup_root: Path | None, proc: Path
+) -> tuple[ClusterSource, SpliceNodeSink]:
+    load_kube_config()
+    root = cgroup_root if cgroup_root is not None else cgroup2.find_root()
+    source = ClusterSource(node, Locator(root, proc))
+    source.start()
+    checks, found = doctor_results()
+    return source, SpliceNodeSink(node, checks, found)

@@ -1,0 +1,132 @@
+"""Cluster mode's snapshot and locating: recorded API objects, fixture /proc trees, and (kernel)
+a real process in its own network namespace inside a real cgroup2 pod directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from socksplice.errors import TemporaryError
+from socksplice.nodeagent.cluster.cgroups import FsTree
+from socksplice.nodeagent.cluster.locating import Locator, netns_of, qos_classes
+from socksplice.nodeagent.cluster.sink import splicenode_object
+from socksplice.nodeagent.cluster.source import ClusterSource, build_snapshot
+from socksplice.nodeagent.targets import PodLocation
+from tests.unit.fixtures import recorded as apifixtures
+
+UID = "6f1c2a3e-0d4b-4c8e-9a61-2b7f5e8d9c01"
+
+
+def _locate_client(pod: Mapping[str, Any]) -> PodLocation | None:
+    if pod["metadata"]["uid"] == UID:
+        return PodLocation(Path("/sys/fs/cgroup/kubepods/burstable/pod" + UID), Path("/proc/4242/ns/net"))
+    return None
+
+
+def test_snapshot_of_node_a() -> None:
+    invalid = apifixtures.splice()
+    invalid["metadata"]["name"] = "broken"
+    invalid["spec"]["ports"] = [80, 80]
+    splices = [apifixtures.splice(), invalid]
+    snap = build_snapshot("node-a", apifixtures.items("pods.json"), splices, _locate_client)
+    assert [p.key for p in snap.pods] == [
+        "demo/client",
+        "demo/migrate",
+        "demo/node-exporter",
+        "demo/server",
+        "other/client",
+    ]
+    assert [s.key for s in snap.splices] == ["demo/accel"]
+    assert [e.field for e in snap.errors] == ["spec.ports[1]"]
+    assert "SocketSplice demo/broken" in str(snap.errors[0])
+    assert dict(snap.locations) == {"demo/client": _locate_client(apifixtures.items("pods.json")[0])}
+
+
+def test_source_waits_for_the_first_lists(tmp_path: Path) -> None:
+    source = ClusterSource("node-a", Locator(tmp_path, tmp_path))
+    with pytest.raises(TemporaryError, match="waiting for the first list"):
+        source.snapshot()
+    source.pods.relist(apifixtures.load("pods.json"))
+    with pytest.raises(TemporaryError):
+        source.snapshot()
+    source.splices.relist(apifixtures.load("socketsplices.json"))
+    snap = source.snapshot()
+    assert len(snap.pods) == 5 and len(snap.splices) == 1
+    assert snap.locations == {}  # nothing in this empty cgroup tree
+
+
+def test_qos_classes() -> None:
+    pod = apifixtures.items("pods.json")[0]
+    assert qos_classes(pod) == ("Burstable",)
+    del pod["status"]["qosClass"]
+    assert qos_classes(pod) == ("Guaranteed", "Burstable", "BestEffort")
+
+
+def test_splicenode_object() -> None:
+    obj = splicenode_object("node-a")
+    assert (obj["kind"], obj["metadata"]["name"], obj["spec"]) == ("SpliceNode", "node-a", {})
+
+
+def _proc_tree(tmp_path: Path) -> tuple[Path, Path]:
+    """A fixture /proc: pid 1 (host netns), 200 shares the host's netns (like conmon), 100 its own."""
+    proc = tmp_path / "proc"
+    for pid in ("1", "100"):
+        (proc / pid / "ns").mkdir(parents=True)
+        (proc / pid / "ns" / "net").write_text("")
+    (proc / "200" / "ns").mkdir(parents=True)
+    os.link(proc / "1" / "ns" / "net", proc / "200" / "ns" / "net")
+    cg = tmp_path / "cgroup"
+    pod = (
+        cg
+        / "kubepods.slice"
+        / "kubepods-burstable.slice"
+        / f"kubepods-burstable-pod{UID.replace('-', '_')}.slice"
+    )
+    (pod / "cri-containerd-aaa.scope").mkdir(parents=True)
+    (pod / "cri-containerd-aaa.scope" / "cgroup.procs").write_text("200\n100\n")
+    return proc, cg
+
+
+def test_netns_skips_the_hosts(tmp_path: Path) -> None:
+    proc, cg = _proc_tree(tmp_path)
+    locator = Locator(cg, proc)
+    pod = apifixtures.items("pods.json")[0]
+    location = locator.locate(pod)
+    assert location is not None
+    assert location.netns == proc / "100" / "ns" / "net"
+    assert location.cgroup.name == f"kubepods-burstable-pod{UID.replace('-', '_')}.slice"
+    # only the host's netns left: not located
+    (location.cgroup / "cri-containerd-aaa.scope" / "cgroup.procs").write_text("200\n")
+    (proc / "100" / "ns" / "net").unlink()
+    assert locator.locate(pod) is None
+
+
+@pytest.mark.kernel
+def test_real_process_in_its_own_netns(tmp_path: Path) -> None:
+    from socksplice.kernel import cgroup2
+
+    root = cgroup2.find_root() / f"socksplice-test-locate-{os.getpid()}"
+    pod_dir = root / "kubepods" / "burstable" / f"pod{UID}"
+    container = pod_dir / "c0ffee"
+    cgroup2.ensure_dir(container)
+    proc = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        (container / "cgroup.procs").write_text(str(proc.pid))
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{proc.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline, "unshare did not enter a new netns"
+            time.sleep(0.01)
+        found = netns_of(root, FsTree(root), pod_dir.relative_to(root))
+        assert found == Path(f"/proc/{proc.pid}/ns/net")
+        location = Locator(root).locate(apifixtures.items("pods.json")[0])
+        assert location == PodLocation(pod_dir, found)
+    finally:
+        proc.kill()
+        proc.wait()
+        cgroup2.remove_tree(root)
