@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install demo test check conformance-full e2e clean
+.PHONY: install demo test check bench e2e clean
 
 install:
 	bash scripts/install.sh
@@ -20,6 +20,9 @@ check: install
 
 test: check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/socksplice bench --out docs/benchmarks
 
 e2e: install
 	$(BIN)/python -m pytest tests/e2e --with-e2e $(PYTEST_ARGS)

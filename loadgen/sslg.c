@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -50,6 +52,7 @@
 #define STALL_NS (10ULL * 1000 * 1000)
 
 static atomic_uint_fast64_t g_eagain; /* EAGAIN seen on blocking sockets */
+static void raise_nofile(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* errors and small utilities                                                                 */
@@ -310,13 +313,15 @@ struct opts {
 	int v6only;
 	uint64_t size, count, warmup, req, resp, write_size, bytes, seed;
 	double seconds;
-	bool samples;
+	bool samples, unix_pair;
+	uint64_t connections;
+	bool have_connections;
 	bool have_size, have_count, have_req, have_resp, have_write, have_bytes, have_seconds;
 };
 
 enum {
 	O_HOST = 1000, O_PORT, O_BIND, O_MODE, O_V6ONLY, O_SIZE, O_COUNT, O_WARMUP, O_REQ, O_RESP,
-	O_WRITE, O_SECONDS, O_BYTES, O_SEED, O_SAMPLES, O_CLOSE, O_HELP,
+	O_WRITE, O_SECONDS, O_BYTES, O_SEED, O_SAMPLES, O_CLOSE, O_HELP, O_UNIX, O_CONNECTIONS,
 };
 
 static const struct option long_opts[] = {
@@ -328,17 +333,19 @@ static const struct option long_opts[] = {
 	{"write", required_argument, NULL, O_WRITE},     {"seconds", required_argument, NULL, O_SECONDS},
 	{"bytes", required_argument, NULL, O_BYTES},     {"seed", required_argument, NULL, O_SEED},
 	{"samples", no_argument, NULL, O_SAMPLES},       {"close", required_argument, NULL, O_CLOSE},
-	{"help", no_argument, NULL, O_HELP},
+	{"help", no_argument, NULL, O_HELP},             {"unix", no_argument, NULL, O_UNIX},
+	{"connections", required_argument, NULL, O_CONNECTIONS},
 	{NULL, 0, NULL, 0},
 };
 
 static const char usage_text[] =
 	"usage:\n"
 	"  sslg server --port P [--bind ADDR] [--mode echo|sink|rr|check] [--v6only 0|1]\n"
-	"  sslg echo   --host H --port P --size BYTES --count N [--warmup W] [--samples]\n"
-	"  sslg rr     --host H --port P --req BYTES --resp BYTES --count N [--warmup W] [--samples]\n"
-	"  sslg stream --host H --port P --write BYTES --seconds S\n"
+	"  sslg echo   (--host H --port P | --unix) --size BYTES --count N [--warmup W] [--samples]\n"
+	"  sslg rr     (--host H --port P | --unix) --req BYTES --resp BYTES --count N [--warmup W] [--samples]\n"
+	"  sslg stream (--host H --port P | --unix) --write BYTES --seconds S\n"
 	"  sslg crr    --host H --port P --seconds S [--size B] [--close client|server] [--samples]\n"
+	"  sslg conc   --host H --port P --connections N --seconds S [--size B] [--samples]\n"
 	"  sslg check  --host H --port P --bytes N [--seed S]\n"
 	"sizes accept K, M, G suffixes (binary). --port 0 lets the server pick a free port.\n";
 
@@ -379,6 +386,11 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case O_BYTES: o->bytes = parse_size("bytes", optarg); o->have_bytes = true; break;
 		case O_SEED: o->seed = parse_size("seed", optarg); break;
 		case O_SAMPLES: o->samples = true; break;
+		case O_UNIX: o->unix_pair = true; break;
+		case O_CONNECTIONS:
+			o->connections = parse_size("connections", optarg);
+			o->have_connections = true;
+			break;
 		case O_CLOSE:
 			if (strcmp(optarg, "client") && strcmp(optarg, "server"))
 				die("--close: expected client or server, got '%s'", optarg);
@@ -587,6 +599,7 @@ static void *conn_thread(void *arg)
 static int cmd_server(const struct opts *o)
 {
 	need(o->port != NULL, "server", "port");
+	raise_nofile();
 	enum srv_mode mode;
 	if (!strcmp(o->mode, "echo") || !strcmp(o->mode, "check"))
 		mode = M_ECHO;
@@ -701,6 +714,54 @@ static int cmd_server(const struct opts *o)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* the peer of a client: a TCP connection, or the AF_UNIX reference                            */
+
+static void need_peer(const struct opts *o, const char *cmd)
+{
+	if (o->unix_pair)
+		return;
+	need(o->host != NULL, cmd, "host");
+	need(o->port != NULL, cmd, "port");
+}
+
+/* With --unix: an AF_UNIX socketpair whose other end is served by a thread of this process in
+ * the given server mode (the same code as `sslg server`), so the reference path is an in-kernel
+ * socket-to-socket copy and RUSAGE_SELF covers both ends. Otherwise a TCP connection. */
+static int open_peer(const struct opts *o, enum srv_mode mode, bool nodelay)
+{
+	if (!o->unix_pair)
+		return connect_to(o->host, o->port, nodelay, NULL, NULL);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		die("socketpair: %s", strerror(errno));
+	struct conn *c = xmalloc(sizeof(*c));
+	c->fd = sv[1];
+	c->mode = mode;
+	atomic_fetch_add(&s_active, 1);
+	pthread_t t;
+	int e = pthread_create(&t, NULL, conn_thread, c);
+	if (e != 0)
+		die("pthread_create: %s", strerror(e));
+	pthread_detach(t);
+	return sv[0];
+}
+
+static const char *transport(const struct opts *o)
+{
+	return o->unix_pair ? "unix" : "tcp";
+}
+
+/* Lifts the open-files soft limit to the hard limit (1,000 connections need more than 1024). */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* echo                                                                                       */
 
 /* Sends size bytes and reads them back while writing, so blocks larger than the socket
@@ -736,8 +797,7 @@ static void echo_interleaved(int fd, const char *buf, char *rbuf, size_t size)
 
 static int cmd_echo(const struct opts *o)
 {
-	need(o->host != NULL, "echo", "host");
-	need(o->port != NULL, "echo", "port");
+	need_peer(o, "echo");
 	need(o->have_size, "echo", "size");
 	need(o->have_count, "echo", "count");
 	if (o->size < 1 || o->size > RR_MAX)
@@ -746,7 +806,7 @@ static int cmd_echo(const struct opts *o)
 		die("echo: --count must be at least 1");
 	size_t size = (size_t)o->size;
 	bool blocking = size <= ECHO_BLOCKING_MAX;
-	int fd = connect_to(o->host, o->port, true, NULL, NULL);
+	int fd = open_peer(o, M_ECHO, true);
 	char *buf = xmalloc(size), *rbuf = xmalloc(size);
 	for (size_t i = 0; i < size; i++)
 		buf[i] = (char)(i * 131 + 7);
@@ -780,9 +840,9 @@ static int cmd_echo(const struct opts *o)
 	uint64_t elapsed = now_ns() - t_start;
 	struct cpu c1 = cpu_now();
 	close(fd);
-	printf("{\"workload\":\"echo\",\"size\":%zu,\"count\":%" PRIu64 ",\"warmup\":%" PRIu64
-	       ",\"method\":\"%s\",\"mismatched_blocks\":%" PRIu64,
-	       size, o->count, o->warmup, blocking ? "blocking" : "interleaved", mismatches);
+	printf("{\"workload\":\"echo\",\"transport\":\"%s\",\"size\":%zu,\"count\":%" PRIu64
+	       ",\"warmup\":%" PRIu64 ",\"method\":\"%s\",\"mismatched_blocks\":%" PRIu64,
+	       transport(o), size, o->count, o->warmup, blocking ? "blocking" : "interleaved", mismatches);
 	print_latency_fields(s, o->count, c0, c1, elapsed, o->samples);
 	printf("}\n");
 	free(s);
@@ -796,8 +856,7 @@ static int cmd_echo(const struct opts *o)
 
 static int cmd_rr(const struct opts *o)
 {
-	need(o->host != NULL, "rr", "host");
-	need(o->port != NULL, "rr", "port");
+	need_peer(o, "rr");
 	need(o->have_req, "rr", "req");
 	need(o->have_resp, "rr", "resp");
 	need(o->have_count, "rr", "count");
@@ -809,7 +868,7 @@ static int cmd_rr(const struct opts *o)
 	if (o->count < 1)
 		die("rr: --count must be at least 1");
 	size_t req = (size_t)o->req, resp = (size_t)o->resp;
-	int fd = connect_to(o->host, o->port, true, NULL, NULL);
+	int fd = open_peer(o, M_RR, true);
 	uint8_t *qbuf = xmalloc(req);
 	char *rbuf = xmalloc(resp);
 	memset(qbuf, 'q', req);
@@ -839,9 +898,9 @@ static int cmd_rr(const struct opts *o)
 	uint64_t elapsed = now_ns() - t_start;
 	struct cpu c1 = cpu_now();
 	close(fd);
-	printf("{\"workload\":\"rr\",\"size\":%zu,\"req\":%zu,\"resp\":%zu,\"count\":%" PRIu64
-	       ",\"warmup\":%" PRIu64,
-	       req, req, resp, o->count, o->warmup);
+	printf("{\"workload\":\"rr\",\"transport\":\"%s\",\"size\":%zu,\"req\":%zu,\"resp\":%zu"
+	       ",\"count\":%" PRIu64 ",\"warmup\":%" PRIu64,
+	       transport(o), req, req, resp, o->count, o->warmup);
 	print_latency_fields(s, o->count, c0, c1, elapsed, o->samples);
 	printf("}\n");
 	free(s);
@@ -855,14 +914,13 @@ static int cmd_rr(const struct opts *o)
 
 static int cmd_stream(const struct opts *o)
 {
-	need(o->host != NULL, "stream", "host");
-	need(o->port != NULL, "stream", "port");
+	need_peer(o, "stream");
 	need(o->have_write, "stream", "write");
 	need(o->have_seconds, "stream", "seconds");
 	if (o->write_size < 1 || o->write_size > RR_MAX)
 		die("stream: --write must be 1 .. %llu", (unsigned long long)RR_MAX);
 	size_t wsize = (size_t)o->write_size;
-	int fd = connect_to(o->host, o->port, false, NULL, NULL);
+	int fd = open_peer(o, M_SINK, false);
 	char *buf = xmalloc(wsize);
 	memset(buf, 's', wsize);
 	uint64_t bytes = 0, writes = 0;
@@ -892,10 +950,10 @@ static int cmd_stream(const struct opts *o)
 	struct cpu c1 = cpu_now();
 	close(fd);
 	double el = (double)(t1 - t0) / 1e9;
-	printf("{\"workload\":\"stream\",\"write_size\":%zu,\"writes\":%" PRIu64 ",\"bytes\":%" PRIu64
+	printf("{\"workload\":\"stream\",\"transport\":\"%s\",\"write_size\":%zu,\"writes\":%" PRIu64 ",\"bytes\":%" PRIu64
 	       ",\"elapsed_s\":%.6f,\"send_elapsed_s\":%.6f,\"gbit_per_s\":%.4f,\"cpu_user_s\":%.6f"
 	       ",\"cpu_sys_s\":%.6f,\"unexpected_bytes_in\":%" PRIu64 ",\"spurious_eagain\":%" PRIu64 "}\n",
-	       wsize, writes, bytes, el, (double)(t_sent - t0) / 1e9, el > 0 ? (double)bytes * 8 / el / 1e9 : 0.0,
+	       transport(o), wsize, writes, bytes, el, (double)(t_sent - t0) / 1e9, el > 0 ? (double)bytes * 8 / el / 1e9 : 0.0,
 	       c1.user_s - c0.user_s, c1.sys_s - c0.sys_s, unexpected, (uint64_t)atomic_load(&g_eagain));
 	free(buf);
 	return 0;
@@ -972,6 +1030,163 @@ static int cmd_crr(const struct opts *o)
 	       size, o->close_by, n, n, elapsed ? (double)n / ((double)elapsed / 1e9) : 0.0);
 	print_latency_fields(s, n, c0, c1, elapsed, o->samples);
 	printf("}\n");
+	free(s);
+	free(qbuf);
+	free(rbuf);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* conc: many concurrent connections, one outstanding request each                            */
+
+struct cconn {
+	int fd;
+	size_t sent, got; /* progress of the current request and response */
+	uint64_t t0;
+};
+
+static int cmd_conc(const struct opts *o)
+{
+	need(o->host != NULL, "conc", "host");
+	need(o->port != NULL, "conc", "port");
+	need(o->have_connections, "conc", "connections");
+	need(o->have_seconds, "conc", "seconds");
+	uint64_t size64 = o->have_size ? o->size : 64;
+	if (size64 < RR_HDR || size64 > 64 * KIB)
+		die("conc: --size must be %d .. %llu", RR_HDR, 64 * KIB);
+	if (o->connections < 1 || o->connections > 100000)
+		die("conc: --connections must be 1 .. 100000");
+	raise_nofile();
+	size_t size = (size_t)size64, n = (size_t)o->connections;
+	uint8_t *qbuf = xmalloc(size);
+	char *rbuf = xmalloc(size);
+	memset(qbuf, 'n', size);
+	put_be32(qbuf, (uint32_t)size);
+	put_be32(qbuf + 4, (uint32_t)size);
+
+	/* Open every connection first (blocking connects), then run them all at once. */
+	const struct addrinfo *ai = NULL;
+	struct addrinfo *list = NULL;
+	struct cconn *cs = xmalloc(sizeof(*cs) * n);
+	cs[0].fd = connect_to(o->host, o->port, true, &ai, &list);
+	for (size_t i = 1; i < n; i++) {
+		cs[i].fd = connect_ai(ai, true);
+		if (cs[i].fd < 0)
+			die("conc: connect #%zu: %s", i + 1, strerror(errno));
+	}
+	freeaddrinfo(list);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		die("conc: epoll_create1: %s", strerror(errno));
+	for (size_t i = 0; i < n; i++) {
+		int fl = fcntl(cs[i].fd, F_GETFL);
+		if (fl < 0 || fcntl(cs[i].fd, F_SETFL, fl | O_NONBLOCK) < 0)
+			die("conc: O_NONBLOCK: %s", strerror(errno));
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0)
+			die("conc: epoll_ctl: %s", strerror(errno));
+	}
+
+	size_t cap = 65536, ns = 0;
+	uint64_t *s = xmalloc(sizeof(uint64_t) * cap);
+	struct epoll_event *evs = xmalloc(sizeof(*evs) * 256);
+	struct cpu c0 = cpu_now();
+	uint64_t t_start = now_ns(), deadline = t_start + (uint64_t)(o->seconds * 1e9);
+	/* Send every first request; a request fits the socket buffer (<= 64 KiB), so a short
+	 * write only happens under memory pressure and is finished on EPOLLOUT. */
+	for (size_t i = 0; i < n; i++) {
+		cs[i].t0 = now_ns();
+		cs[i].sent = cs[i].got = 0;
+	}
+	size_t pending_out = n;
+	bool *want_out = calloc(n, sizeof(bool));
+	if (!want_out)
+		die("out of memory");
+	for (size_t i = 0; i < n; i++)
+		want_out[i] = true;
+	bool stopping = false;
+	size_t live = n; /* connections with a request in flight */
+	while (live > 0) {
+		/* Push pending request bytes. */
+		if (pending_out) {
+			for (size_t i = 0; i < n; i++) {
+				if (!want_out[i])
+					continue;
+				ssize_t w = send(cs[i].fd, qbuf + cs[i].sent, size - cs[i].sent, MSG_NOSIGNAL);
+				if (w < 0 && errno != EAGAIN && errno != EINTR)
+					die("conc: send: %s", strerror(errno));
+				if (w > 0)
+					cs[i].sent += (size_t)w;
+				if (cs[i].sent == size) {
+					want_out[i] = false;
+					pending_out--;
+				}
+			}
+		}
+		int k = epoll_wait(ep, evs, 256, pending_out ? 1 : 1000);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			die("conc: epoll_wait: %s", strerror(errno));
+		}
+		uint64_t now = now_ns();
+		if (now >= deadline)
+			stopping = true;
+		for (int j = 0; j < k; j++) {
+			size_t i = (size_t)evs[j].data.u64;
+			struct cconn *c = &cs[i];
+			for (;;) {
+				ssize_t r = recv(c->fd, rbuf, size - c->got, 0);
+				if (r < 0) {
+					if (errno == EAGAIN || errno == EINTR)
+						break;
+					die("conc: recv: %s", strerror(errno));
+				}
+				if (r == 0)
+					die("conc: server closed connection #%zu (is it --mode rr?)", i + 1);
+				c->got += (size_t)r;
+				if (c->got < size)
+					continue;
+				uint64_t t1 = now_ns();
+				if (ns == cap) {
+					cap *= 2;
+					uint64_t *nsamp = realloc(s, sizeof(uint64_t) * cap);
+					if (!nsamp)
+						die("out of memory");
+					s = nsamp;
+				}
+				s[ns++] = t1 - c->t0;
+				if (stopping) {
+					live--;
+					break;
+				}
+				c->t0 = t1;
+				c->got = 0;
+				ssize_t w = send(c->fd, qbuf, size, MSG_NOSIGNAL);
+				if (w < 0 && errno != EAGAIN && errno != EINTR)
+					die("conc: send: %s", strerror(errno));
+				c->sent = w > 0 ? (size_t)w : 0;
+				if (c->sent < size) {
+					want_out[i] = true;
+					pending_out++;
+				}
+				break;
+			}
+		}
+	}
+	uint64_t elapsed = now_ns() - t_start;
+	struct cpu c1 = cpu_now();
+	for (size_t i = 0; i < n; i++)
+		close(cs[i].fd);
+	close(ep);
+	printf("{\"workload\":\"conc\",\"size\":%zu,\"connections\":%zu,\"count\":%zu"
+	       ",\"transactions_per_s\":%.1f",
+	       size, n, ns, elapsed ? (double)ns / ((double)elapsed / 1e9) : 0.0);
+	print_latency_fields(s, ns, c0, c1, elapsed, o->samples);
+	printf("}\n");
+	free(want_out);
+	free(evs);
+	free(cs);
 	free(s);
 	free(qbuf);
 	free(rbuf);
@@ -1152,6 +1367,8 @@ int main(int argc, char **argv)
 		rc = cmd_crr(&o);
 	else if (!strcmp(cmd, "check"))
 		rc = cmd_check(&o);
+	else if (!strcmp(cmd, "conc"))
+		rc = cmd_conc(&o);
 	else {
 		fprintf(stderr, "sslg: unknown command '%s'\n", cmd);
 		usage(2);

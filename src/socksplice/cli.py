@@ -31,6 +31,12 @@ def _doctor(args: argparse.Namespace) -> int:
     return main(args.rest)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from socksplice.bench.main import main
+
+    return main(args.rest)
+
+
 def _operator(args: argparse.Namespace) -> int:
     from socksplice.operator.main import main
 
@@ -58,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeats", type=int, default=2, help="A/B repetitions per workload (default: %(default)s)"
     )
     demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser(
+        "bench", help="plain TCP vs spliced vs AF_UNIX, interleaved, with repeats", add_help=False
+    )
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench)
 
     from socksplice.nodeagent.main import add_arguments
 

@@ -8,6 +8,7 @@ from socksplice.workloads.loadgen import (
     Server,
     loadgen_path,
     run_check,
+    run_conc,
     run_crr,
     run_echo,
     run_rr,
@@ -15,6 +16,7 @@ from socksplice.workloads.loadgen import (
 )
 from socksplice.workloads.results import (
     CheckResult,
+    ConcResult,
     LatencyResult,
     RateResult,
     ResultFormatError,
@@ -25,6 +27,7 @@ from socksplice.workloads.stats import Summary, median, percentile, ratio, summa
 
 __all__ = [
     "CheckResult",
+    "ConcResult",
     "HostRunner",
     "LatencyResult",
     "LoadgenError",
@@ -41,6 +44,7 @@ __all__ = [
     "percentile",
     "ratio",
     "run_check",
+    "run_conc",
     "run_crr",
     "run_echo",
     "run_rr",

@@ -26,6 +26,7 @@ from typing import IO, Any, Literal, Protocol, Self
 from socksplice.errors import PermanentError, SockspliceError
 from socksplice.workloads.results import (
     CheckResult,
+    ConcResult,
     LatencyResult,
     RateResult,
     ServerResult,
@@ -156,6 +157,13 @@ class Server:
         if self._port is None:
             raise RuntimeError("server not started")
         return self._port
+
+    @property
+    def pid(self) -> int:
+        """The server process's pid (the pod runner execs sslg, so this is sslg itself)."""
+        if self._proc is None:
+            raise RuntimeError("server not started")
+        return self._proc.pid
 
     def start(self) -> Self:
         if self._proc is not None:
@@ -298,6 +306,11 @@ def _common(host: str, port: int) -> list[str]:
     return ["--host", host, "--port", str(port)]
 
 
+def _peer(host: str, port: int, unix: bool) -> list[str]:
+    # --unix: the AF_UNIX socketpair reference; sslg serves the other end itself.
+    return ["--unix"] if unix else _common(host, port)
+
+
 def run_echo(
     runner: PodRunner,
     host: str,
@@ -307,10 +320,21 @@ def run_echo(
     *,
     warmup: int = 10,
     samples: bool = False,
+    unix: bool = False,
     timeout: float = 120.0,
 ) -> LatencyResult:
-    """One connection to an echo server: send ``size`` bytes, read them back, ``count`` times."""
-    args = ["echo", *_common(host, port), "--size", str(size), "--count", str(count), "--warmup", str(warmup)]
+    """One connection to an echo server: send ``size`` bytes, read them back, ``count`` times.
+    ``unix=True`` runs the same over an AF_UNIX socketpair (``host``/``port`` are ignored)."""
+    args = [
+        "echo",
+        *_peer(host, port, unix),
+        "--size",
+        str(size),
+        "--count",
+        str(count),
+        "--warmup",
+        str(warmup),
+    ]
     if samples:
         args.append("--samples")
     return LatencyResult.from_json(_run_client(runner, args, timeout))
@@ -326,12 +350,14 @@ def run_rr(
     *,
     warmup: int = 10,
     samples: bool = False,
+    unix: bool = False,
     timeout: float = 120.0,
 ) -> LatencyResult:
-    """Request/response against ``Server(mode="rr")``; ``req`` >= 8 (the header)."""
+    """Request/response against ``Server(mode="rr")``; ``req`` >= 8 (the header).
+    ``unix=True``: over an AF_UNIX socketpair instead (``host``/``port`` are ignored)."""
     args = [
         "rr",
-        *_common(host, port),
+        *_peer(host, port, unix),
         "--req",
         str(req),
         "--resp",
@@ -353,10 +379,12 @@ def run_stream(
     write_size: int,
     seconds: float,
     *,
+    unix: bool = False,
     timeout: float | None = None,
 ) -> StreamResult:
-    """Blocking writes of ``write_size`` bytes to ``Server(mode="sink")`` for ``seconds``."""
-    args = ["stream", *_common(host, port), "--write", str(write_size), "--seconds", f"{seconds:g}"]
+    """Blocking writes of ``write_size`` bytes to ``Server(mode="sink")`` for ``seconds``.
+    ``unix=True``: over an AF_UNIX socketpair instead (``host``/``port`` are ignored)."""
+    args = ["stream", *_peer(host, port, unix), "--write", str(write_size), "--seconds", f"{seconds:g}"]
     limit = timeout if timeout is not None else seconds + 60.0
     return StreamResult.from_json(_run_client(runner, args, limit))
 
@@ -380,6 +408,32 @@ def run_crr(
         args.append("--samples")
     limit = timeout if timeout is not None else seconds + 60.0
     return RateResult.from_json(_run_client(runner, args, limit))
+
+
+def run_conc(
+    runner: PodRunner,
+    host: str,
+    port: int,
+    connections: int,
+    seconds: float,
+    *,
+    size: int = 64,
+    timeout: float | None = None,
+) -> ConcResult:
+    """``connections`` open connections to ``Server(mode="rr")``, each with one ``size``-byte
+    request in flight at a time (epoll, one client thread), for ``seconds``."""
+    args = [
+        "conc",
+        *_common(host, port),
+        "--connections",
+        str(connections),
+        "--seconds",
+        f"{seconds:g}",
+        "--size",
+        str(size),
+    ]
+    limit = timeout if timeout is not None else seconds + 60.0
+    return ConcResult.from_json(_run_client(runner, args, limit))
 
 
 def run_check(

@@ -188,6 +188,46 @@ class RateResult:
 
 
 @dataclass(frozen=True)
+class ConcResult:
+    """``sslg conc``: many open connections, one request in flight on each; the latency of
+    every transaction (request sent to response read, queueing included)."""
+
+    size: int
+    connections: int
+    transactions: int
+    transactions_per_s: float
+    p50_us: float
+    p90_us: float
+    p99_us: float
+    p999_us: float
+    max_us: float
+    mean_us: float
+    cpu_user_s: float
+    cpu_sys_s: float
+    elapsed_s: float
+
+    @classmethod
+    def from_json(cls, data: JsonInput) -> Self:
+        kind = "conc result"
+        o = _load(data, kind)
+        return cls(
+            size=_int(o, "size", kind),
+            connections=_int(o, "connections", kind),
+            transactions=_int(o, "count", kind),
+            transactions_per_s=_float(o, "transactions_per_s", kind),
+            p50_us=_float(o, "p50_us", kind),
+            p90_us=_float(o, "p90_us", kind),
+            p99_us=_float(o, "p99_us", kind),
+            p999_us=_float(o, "p999_us", kind),
+            max_us=_float(o, "max_us", kind),
+            mean_us=_float(o, "mean_us", kind),
+            cpu_user_s=_float(o, "cpu_user_s", kind),
+            cpu_sys_s=_float(o, "cpu_sys_s", kind),
+            elapsed_s=_float(o, "elapsed_s", kind),
+        )
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """``sslg check``: a seeded pseudo-random stream echoed back and verified byte by byte."""
 

@@ -1,0 +1,68 @@
+"""The benchmark matrix: which workloads run, on which paths, for how long.
+
+A *path* is how bytes travel between the client and the server: ``plain`` (TCP between the two
+pods, no SocketSplice), ``spliced`` (the same with the sample SocketSplice applied) and ``unix``
+(an AF_UNIX socketpair inside the client pod: the in-kernel socket-to-socket copy a splice
+cannot beat, run only where it means something).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["echo", "rr", "stream", "iperf3", "crr", "conc"]
+Path = Literal["plain", "spliced", "unix"]
+
+TCP_PATHS: tuple[Path, ...] = ("plain", "spliced")
+ALL_PATHS: tuple[Path, ...] = ("plain", "spliced", "unix")
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True)
+class Case:
+    """One workload of the matrix. ``size`` is the block, request/response, write or message
+    size in bytes; ``count`` rounds (echo, rr) or ``seconds`` (the others); ``connections`` for
+    conc."""
+
+    name: str
+    kind: Kind
+    size: int
+    paths: tuple[Path, ...]
+    count: int = 0
+    seconds: float = 0.0
+    connections: int = 0
+
+    @property
+    def latency(self) -> bool:
+        """Whether the case reports per-round latencies (and stalls)."""
+        return self.kind in ("echo", "rr", "crr", "conc")
+
+
+def _label(size: int) -> str:
+    if size >= MIB and size % MIB == 0:
+        return f"{size // MIB}MiB"
+    if size >= KIB and size % KIB == 0:
+        return f"{size // KIB}KiB"
+    return f"{size}B"
+
+
+def matrix(quick: bool) -> list[Case]:
+    """Every case, with counts and durations for a quick (< 3 minutes in all) or a full run."""
+    q = quick
+    cases = [
+        Case("echo-16KiB", "echo", 16 * KIB, ALL_PATHS, count=2000 if q else 20000),
+        Case("echo-2MiB", "echo", 2 * MIB, ALL_PATHS, count=100 if q else 1000),
+    ]
+    for size in (64, KIB, 16 * KIB, 64 * KIB):
+        cases.append(Case(f"rr-{_label(size)}", "rr", size, ALL_PATHS, count=2000 if q else 20000))
+    for size in (KIB, 16 * KIB, 128 * KIB, MIB):
+        cases.append(Case(f"stream-{_label(size)}", "stream", size, ALL_PATHS, seconds=0.5 if q else 2.0))
+    for size in (KIB, 16 * KIB, 128 * KIB, MIB):
+        cases.append(Case(f"iperf3-{_label(size)}", "iperf3", size, TCP_PATHS, seconds=1.0 if q else 3.0))
+    cases.append(Case("crr-64B", "crr", 64, TCP_PATHS, seconds=0.5 if q else 2.0))
+    for n in (100, 1000):
+        cases.append(Case(f"conc-{n}", "conc", 64, TCP_PATHS, seconds=0.5 if q else 3.0, connections=n))
+    return cases

@@ -1,0 +1,57 @@
+"""The JSON document and the CSV table a run writes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+
+def render_json(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    return json.dumps({**meta, "workloads": summaries}, indent=2, ensure_ascii=False)
+
+
+def render_csv(summaries: list[dict[str, Any]]) -> str:
+    """One row per workload, path and figure: median, min, max, IQR and the ratios."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["workload", "kind", "size", "path", "figure", "median", "min", "max", "iqr", "runs"])
+    for s in summaries:
+        for path, fig in s["paths"].items():
+            for name, spread in fig.get("spread", {}).items():
+                w.writerow(
+                    [
+                        s["workload"],
+                        s["kind"],
+                        s["size"],
+                        path,
+                        name,
+                        fig[name],
+                        spread["min"],
+                        spread["max"],
+                        spread["iqr"],
+                        fig["runs"],
+                    ]
+                )
+            if "stalls" in fig:
+                w.writerow(
+                    [
+                        s["workload"],
+                        s["kind"],
+                        s["size"],
+                        path,
+                        "stalls_total",
+                        fig["stalls"],
+                        "",
+                        "",
+                        "",
+                        fig["runs"],
+                    ]
+                )
+        for key, against in (("ratio", "plain"), ("ratio_vs_unix", "unix")):
+            for name, value in s.get(key, {}).items():
+                w.writerow(
+                    [s["workload"], s["kind"], s["size"], f"spliced/{against}", name, value, "", "", "", ""]
+                )
+    return buf.getvalue()

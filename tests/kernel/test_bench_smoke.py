@@ -1,0 +1,82 @@
+"""``socksplice bench --quick`` end to end, and the load generator modes it adds.
+
+Smoke test: the real local cluster, agent and data path; every case runs on every path and
+the outputs are complete and consistent. No timing assertions: the figures are whatever this
+machine gives; only their presence, their shape, and that the spliced runs really were
+spliced (bytes redirected) are checked.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from socksplice.bench.cases import matrix
+from socksplice.bench.main import main
+from socksplice.bench.running import rotated
+from socksplice.workloads import HostRunner, Server, run_conc, run_echo, run_rr, run_stream
+
+pytestmark = pytest.mark.kernel
+
+HOST = HostRunner()
+
+
+def test_unix_reference_modes() -> None:
+    echo = run_echo(HOST, "", 0, 16384, 200, unix=True)
+    assert echo.count == 200 and echo.mismatched_blocks == 0
+    rr = run_rr(HOST, "", 0, 64, 1024, 200, unix=True)
+    assert rr.count == 200 and rr.resp_size == 1024
+    stream = run_stream(HOST, "", 0, 1024, 0.2, unix=True)
+    assert stream.bytes > 0 and stream.bytes == stream.writes * 1024
+
+
+def test_conc_keeps_every_connection_busy() -> None:
+    with Server(HOST, 0, "rr") as server:
+        res = run_conc(HOST, "127.0.0.1", server.port, 100, 0.3)
+    assert res.connections == 100
+    assert res.transactions >= 100
+    assert server.result is not None and server.result.connections == 100
+    assert server.result.errors == 0
+
+
+def test_paths_rotate_between_repeats() -> None:
+    paths = ("plain", "spliced", "unix")
+    assert [rotated(paths, r) for r in range(3)] == [  # type: ignore[arg-type]
+        ("plain", "spliced", "unix"),
+        ("spliced", "unix", "plain"),
+        ("unix", "plain", "spliced"),
+    ]
+
+
+def test_bench_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["--quick", "--json", "--out", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["quick"] is True and doc["repeats"] == 2
+    by_name = {w["workload"]: w for w in doc["workloads"]}
+    assert set(by_name) == {c.name for c in matrix(quick=True)}
+    for case in matrix(quick=True):
+        w = by_name[case.name]
+        assert set(w["paths"]) == set(case.paths)
+        for path, fig in w["paths"].items():
+            assert fig["runs"] == 2, (case.name, path)
+        assert w["paths"]["spliced"]["bytes_redirected"] > 0, f"{case.name}: spliced runs were not spliced"
+        ratio = w["ratio"]
+        if case.kind in ("stream", "iperf3", "crr", "conc"):
+            assert ratio["throughput_ratio"] is not None
+        if case.latency:
+            assert ratio["p50_ratio"] is not None and ratio["p99_ratio"] is not None
+        if case.kind in ("echo", "rr", "crr"):
+            assert set(w["stalls"]) == set(case.paths)
+        if "unix" in case.paths:
+            assert "ratio_vs_unix" in w
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {r["workload"] for r in rows} == set(by_name)
+    assert json.loads((out / "results.json").read_text())["workloads"] == doc["workloads"]
+    assert (out / "table.txt").read_text().startswith("workload")
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "throughput-vs-write-size.png" in pngs
+    assert "cdf-echo-16KiB.png" in pngs
