@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install demo test check bench e2e clean
+.PHONY: install matrix-install demo test check bench conformance-full kernel-matrix e2e clean
 
 install:
 	bash scripts/install.sh
@@ -18,8 +18,17 @@ check: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: check
+matrix-install:
+	bash scripts/kernel-matrix-install.sh
+
+test: check matrix-install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+kernel-matrix: install matrix-install
+	$(BIN)/socksplice kernel-matrix --kernels 6.1,6.12,running --markdown docs/kernels.md
+
+conformance-full: install
+	$(BIN)/socksplice conformance --full --markdown docs/conformance.md
 
 bench: install
 	$(BIN)/socksplice bench --out docs/benchmarks

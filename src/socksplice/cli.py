@@ -37,6 +37,24 @@ def _bench(args: argparse.Namespace) -> int:
     return main(args.rest)
 
 
+def _conformance(args: argparse.Namespace) -> int:
+    from socksplice.conformance.command import main
+
+    return main(args.rest)
+
+
+def _drain(args: argparse.Namespace) -> int:
+    from socksplice.nodeagent.draining import main
+
+    return main(args.rest)
+
+
+def _kernel_matrix(args: argparse.Namespace) -> int:
+    from socksplice.matrix.main import main
+
+    return main(args.rest)
+
+
 def _operator(args: argparse.Namespace) -> int:
     from socksplice.operator.main import main
 
@@ -66,10 +84,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser(
-        "bench", help="plain TCP vs spliced vs AF_UNIX, interleaved, with repeats", add_help=False
+        "bench",
+        help="plain TCP vs spliced vs AF_UNIX, interleaved, with repeats",
+        add_help=False,
+        prefix_chars="\0",
     )
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.add_argument("rest", nargs="*")
     bench.set_defaults(func=_bench)
+
+    conf = sub.add_parser(
+        "conformance",
+        help="plain vs spliced: does the application see any difference?",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    conf.add_argument("rest", nargs="*")
+    conf.set_defaults(func=_conformance)
+
+    drain = sub.add_parser(
+        "agent-drain",
+        help="uninstall from this node: detach, wait for spliced sockets, unpin",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    drain.add_argument("rest", nargs="*")
+    drain.set_defaults(func=_drain)
 
     from socksplice.nodeagent.main import add_arguments
 
@@ -77,18 +116,34 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(agent)
     agent.set_defaults(func=_agent)
 
-    doctor = sub.add_parser("doctor", help="can this node splice? one verdict per capability", add_help=False)
-    doctor.add_argument("rest", nargs=argparse.REMAINDER)
+    doctor = sub.add_parser(
+        "doctor", help="can this node splice? one verdict per capability", add_help=False, prefix_chars="\0"
+    )
+    doctor.add_argument("rest", nargs="*")
     doctor.set_defaults(func=_doctor)
 
     op = sub.add_parser(
-        "operator", help="run the kopf operator (SocketSplice status, SpliceBenchmark runs)", add_help=False
+        "operator",
+        help="run the kopf operator (SocketSplice status, SpliceBenchmark runs)",
+        add_help=False,
+        prefix_chars="\0",
     )
-    op.add_argument("rest", nargs=argparse.REMAINDER)
+    op.add_argument("rest", nargs="*")
     op.set_defaults(func=_operator)
 
-    local = sub.add_parser("local", help="local mode: netns pods on this machine", add_help=False)
-    local.add_argument("rest", nargs=argparse.REMAINDER)
+    km = sub.add_parser(
+        "kernel-matrix",
+        help="run socksplice's checks on Debian 6.1/6.12 kernels under qemu and on this one",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    km.add_argument("rest", nargs="*")
+    km.set_defaults(func=_kernel_matrix)
+
+    local = sub.add_parser(
+        "local", help="local mode: netns pods on this machine", add_help=False, prefix_chars="\0"
+    )
+    local.add_argument("rest", nargs="*")
     local.set_defaults(func=_local)
     return p
 

@@ -97,7 +97,7 @@ def test_json_report(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
     assert report.main(["--json", "--no-load"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is False
-    assert doc["hazards"] == []
+    assert [h["name"] for h in doc["hazards"]] == ["tcp_bpf.blocking_eagain"]
     assert doc["kernel"] == os.uname().release
     by_name = {c["name"]: c for c in doc["checks"]}
     assert "datapath.load" not in by_name

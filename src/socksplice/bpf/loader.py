@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("socksplice.h", "sockops.c", "sk_msg.c")
-PINNED_MAPS = ("sock_hash", "sk_state", "pod_config", "pairs", "peer_of", "counters")
+PINNED_MAPS = ("sock_hash", "sk_state", "pod_config", "pairs", "syn_hints", "peer_of", "counters")
 
 AttachOutcome = Literal["attached", "replaced", "unchanged"]
 
@@ -51,6 +51,9 @@ class DatapathSettings:
     """Maximum selected pods on the node."""
     max_policies: int = 256
     """Policy slots for per-SocketSplice counters (slot 0 is 'none')."""
+    program_tag: int = 0
+    """Compiled in as SS_PROGRAM_TAG: a build of the programs that differs from another only by
+    this number is a new program version over the same pinned maps (upgrade tests use it)."""
 
     @property
     def pin_dir(self) -> Path:
@@ -73,6 +76,7 @@ def _cflags(settings: DatapathSettings) -> list[str]:
         f"-DSS_PAIRS_SIZE={settings.pairs_size}",
         f"-DSS_PODS_SIZE={settings.pods_size}",
         f"-DSS_MAX_POLICIES={settings.max_policies}",
+        f"-DSS_PROGRAM_TAG={settings.program_tag}",
         "-Wno-unused-function",
     ]
 

@@ -5,12 +5,13 @@
  * destination NAT (a ClusterIP) does not rewrite. The end that arrives first waits in `pairs`;
  * the second end completes the pair, inserts itself into the SOCKHASH and tells the first end
  * who its peer is through `peer_of`. Any miss leaves the socket on plain TCP.
+ *
+ * Only sockets with a local, selected peer enter the SOCKHASH: the client end when a selected
+ * listener on this node saw its SYN (`syn_hints`), the server end when it completes a pair. Every
+ * socket in a SOCKHASH runs under tcp_bpf for its life, whose recvmsg differs from TCP's
+ * (docs/hazards.md); a socket that can never be spliced is left on plain TCP entirely.
  */
 #include "socksplice.h"
-
-#define SS_MODE_NONE 0
-#define SS_MODE_DRYRUN 1
-#define SS_MODE_ENFORCE 2
 
 static __always_inline int ss_port_mode(const struct ss_pod_config *cfg, __u16 port)
 {
@@ -27,11 +28,6 @@ static __always_inline int ss_port_mode(const struct ss_pod_config *cfg, __u16 p
 		if (cfg->dryrun_ports[i] == port)
 			return SS_MODE_DRYRUN;
 	return SS_MODE_NONE;
-}
-
-static __always_inline int ss_may_enforce(const struct ss_pod_config *cfg)
-{
-	return (cfg->flags & SS_POD_ENFORCE_ALL) || cfg->enforce_ports[0] != 0;
 }
 
 /* Canonical address: IPv4 as v4-mapped IPv6, so that IPv4 clients of dual-stack (AF_INET6)
@@ -80,13 +76,37 @@ static __always_inline int ss_insert(struct bpf_sock_ops *skops, struct ss_sock_
 	return 0;
 }
 
+/* A request socket (the server end during the handshake): note that a selected listener here
+ * saw this client's SYN, and in which mode it would splice the port (also none: the server end
+ * then counts the pair as skipped for its port). */
+static __always_inline void ss_note_syn(struct bpf_sock_ops *skops)
+{
+	__u64 netns = bpf_get_netns_cookie(skops);
+	struct ss_pod_config *cfg = pod_config.lookup(&netns);
+	if (!cfg)
+		return;
+	__u32 port = SS_CTX_U32(skops->local_port);
+	int mode = ss_port_mode(cfg, port);
+	struct ss_hint_key key = {};
+	ss_addr(skops, 1, key.client_addr);
+	key.client_port = bpf_ntohl(SS_CTX_U32(skops->remote_port));
+	if (ss_is_loopback(key.client_addr))
+		key.netns_scope = netns;
+	struct ss_hint_val val = {.server_port = port, .server_mode = mode};
+	syn_hints.update(&key, &val);
+}
+
 int ss_sockops(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
-	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
-		return 1;
 	__u32 family = skops->family;
 	if (family != AF_INET && family != AF_INET6)
+		return 1;
+	if ((op == BPF_SOCK_OPS_TIMEOUT_INIT || op == BPF_SOCK_OPS_RWND_INIT) && !skops->is_fullsock) {
+		ss_note_syn(skops);
+		return 1;
+	}
+	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		return 1;
 	struct bpf_sock *sk = skops->sk;
 	if (!sk)
@@ -124,15 +144,33 @@ int ss_sockops(struct bpf_sock_ops *skops)
 
 	struct ss_pair_val *first = pairs.lookup(&key);
 	if (!first) {
-		/* First end: wait for the peer. An enforcing end enters the SOCKHASH now so that
+		/* First end: the client (its ESTABLISHED runs before it sends the handshake's last
+		 * ACK, so before the server's). It waits for its peer only when a selected listener on
+		 * this node saw its SYN; then, if both would enforce, it enters the SOCKHASH now so that
 		 * sk_msg sees its very first send (and keeps it on TCP if the peer is not there yet). */
+		if (passive)
+			return 1;
+		struct ss_hint_key hkey = {.client_port = local_port, .netns_scope = key.netns_scope};
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			hkey.client_addr[i] = key.client_addr[i];
+		struct ss_hint_val *hint = syn_hints.lookup(&hkey);
+		if (!hint) {
+			/* No local, selected listener: the whole connection stays on TCP (counted once
+			 * here; it never reaches sk_msg, which counts per message). */
+			ss_count(slot, SS_C_FB_UNPAIRED, 1);
+			return 1;
+		}
+		int theirs = hint->server_mode;
+		int mine = ss_port_mode(cfg, (__u16)hint->server_port);
+		syn_hints.delete(&hkey);
 		struct ss_pair_val me = {.sock_id = id, .netns = netns, .local_port = local_port, .passive = passive};
 		int rc = pairs.update(&key, &me);
 		if (rc != 0) {
 			ss_count(slot, SS_C_ERR_PAIRS_UPDATE, 1);
 			return 1;
 		}
-		if (ss_may_enforce(cfg))
+		if (mine == SS_MODE_ENFORCE && theirs == SS_MODE_ENFORCE)
 			ss_insert(skops, st, &id);
 		return 1;
 	}

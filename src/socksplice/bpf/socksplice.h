@@ -5,7 +5,8 @@
  * named after that version, so an incompatible agent never adopts maps it cannot read).
  *
  * Knobs arrive as -D cflags from the loader: SS_PIN_DIR (bpffs directory for pins, string),
- * SS_SOCKHASH_SIZE, SS_PAIRS_SIZE, SS_PODS_SIZE, SS_MAX_POLICIES.
+ * SS_SOCKHASH_SIZE, SS_PAIRS_SIZE, SS_PODS_SIZE, SS_MAX_POLICIES, SS_PROGRAM_TAG (a build number
+ * that changes the programs, never the maps: programs of another tag adopt the same pins).
  */
 #ifndef SOCKSPLICE_H
 #define SOCKSPLICE_H
@@ -26,6 +27,9 @@
 #endif
 #ifndef SS_PODS_SIZE
 #define SS_PODS_SIZE 1024
+#endif
+#ifndef SS_PROGRAM_TAG
+#define SS_PROGRAM_TAG 0
 #endif
 #ifndef SS_MAX_POLICIES
 #define SS_MAX_POLICIES 256
@@ -65,6 +69,26 @@ struct ss_pair_val {
 	__u32 passive;  /* 1 if it is the server end */
 };
 
+/* A selected pod's listener saw this client's SYN (written at the request socket's
+ * TIMEOUT_INIT/RWND_INIT callback). The client end enters the SOCKHASH only when its SYN was seen
+ * by a local, selected listener: a socket that never gets a local peer never runs under tcp_bpf
+ * (whose recvmsg has the blocking-EAGAIN hazard, docs/hazards.md). */
+struct ss_hint_key {
+	__u32 client_addr[4]; /* canonical, as in ss_pair_key */
+	__u32 client_port;    /* host order */
+	__u32 pad;
+	__u64 netns_scope;    /* as in ss_pair_key */
+};
+
+struct ss_hint_val {
+	__u32 server_port; /* the listener's real port (the client may see a DNAT'ed one) */
+	__u32 server_mode; /* SS_MODE_* of the listener's pod for that port */
+};
+
+#define SS_MODE_NONE 0
+#define SS_MODE_DRYRUN 1
+#define SS_MODE_ENFORCE 2
+
 /* Per-socket state in socket-local storage: written by sockops, read by sk_msg. */
 #define SS_SK_IN_MAP 0x1 /* socket was inserted into the SOCKHASH */
 #define SS_SK_TX_TCP 0x2 /* ratchet: this direction sent payload through TCP; stays there */
@@ -87,7 +111,9 @@ enum ss_counter {
 	SS_C_BYTES_REDIRECTED,
 	SS_C_MSGS_FALLBACK,         /* messages passed to TCP, all reasons */
 	SS_C_BYTES_FALLBACK,
-	SS_C_FB_UNPAIRED,           /* no local, selected peer (yet): the ratchet engages */
+	SS_C_FB_UNPAIRED,           /* no local, selected peer (yet): the ratchet engages; also
+	                             * once per client end left out of the SOCKHASH because no
+	                             * selected listener on this node saw its SYN */
 	SS_C_FB_RATCHET,            /* direction already on TCP */
 	SS_C_FB_REDIRECT_ERROR,     /* peer no longer in the SOCKHASH */
 	SS_C_FB_NO_STATE,           /* socket without socksplice state */
@@ -100,6 +126,8 @@ enum ss_counter {
 
 BPF_TABLE_PINNED("hash", __u64, struct ss_pod_config, pod_config, SS_PODS_SIZE, SS_PIN_DIR "/pod_config");
 BPF_TABLE_PINNED("lru_hash", struct ss_pair_key, struct ss_pair_val, pairs, SS_PAIRS_SIZE, SS_PIN_DIR "/pairs");
+BPF_TABLE_PINNED("lru_hash", struct ss_hint_key, struct ss_hint_val, syn_hints, SS_PAIRS_SIZE,
+		 SS_PIN_DIR "/syn_hints");
 BPF_TABLE_PINNED("lru_hash", __u64, __u64, peer_of, SS_PAIRS_SIZE, SS_PIN_DIR "/peer_of");
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, counters, SS_MAX_POLICIES * SS_NR_COUNTERS,
 		 SS_PIN_DIR "/counters");

@@ -199,8 +199,9 @@ def hazards() -> list[dict[str, object]]:
 
     A feature check says whether socksplice *can* splice here; a hazard says what changes for an
     application when it does, e.g. a blocking ``recv`` returning ``EAGAIN`` after the socket's
-    own ``shutdown(SHUT_WR)`` (DESIGN.md, "Hazards reproduced"). Each entry is a JSON object with
-    at least ``name`` (stable id), ``present`` (bool) and ``detail``. No self-test is registered
-    in this module, so the list is empty; the JSON report always carries the key.
+    own ``shutdown(SHUT_WR)`` (docs/hazards.md). Each entry is a JSON object with at least
+    ``name`` (stable id), ``present`` (bool, or None when it could not be tested) and ``detail``.
     """
-    return []
+    from socksplice.doctor.hazards import blocking_eagain
+
+    return [blocking_eagain()]

@@ -1,0 +1,80 @@
+"""``socksplice conformance [--json] [--full] [--markdown FILE] [--scenario NAME ...]``.
+
+Runs each scenario plain and spliced between local pods (root, BPF, netns needed), prints the
+table (or one JSON document with ``--json``), optionally writes docs/conformance.md, and exits 0
+only when there are no differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from socksplice.bpf.loader import DatapathSettings
+from socksplice.conformance import rendering
+from socksplice.conformance.running import Outcome, run_suite
+from socksplice.conformance.scenarios import select
+from socksplice.errors import SockspliceError
+
+log = logging.getLogger(__name__)
+
+
+def data_path_mode() -> dict[str, object]:
+    """The data path settings the suite ran with (the defaults a node runs)."""
+    d = DatapathSettings()
+    return {"sockhashSize": d.sockhash_size, "pairsSize": d.pairs_size}
+
+
+def on_sigterm(owner: int) -> None:
+    """SIGTERM unwinds like Ctrl-C, so pods, programs and pins are removed. Only in ``owner``:
+    a forked helper (pyroute2 forks to enter a netns) that is terminated must not run the
+    owner's cleanup, or it would delete the pods being built."""
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            os._exit(128 + signum)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="socksplice conformance", description=__doc__)
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    p.add_argument("--full", action="store_true", help="also run the long scenarios")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="write the result as Markdown to FILE")
+    p.add_argument("--scenario", action="append", metavar="NAME", help="run only these (repeatable)")
+    a = p.parse_args(argv)
+    on_sigterm(os.getpid())
+    try:
+        scenarios = select(a.full, a.scenario)
+    except ValueError as exc:
+        p.error(str(exc))
+
+    def progress(o: Outcome) -> None:
+        if not a.json:
+            print(f"{o.scenario.name}: {rendering.verdict(o)}", file=sys.stderr, flush=True)
+
+    try:
+        outcomes = run_suite(scenarios, progress)
+    except SockspliceError as exc:
+        print(f"conformance: cannot run: {exc}", file=sys.stderr)
+        return 2
+    mode = data_path_mode()
+    if a.json:
+        print(json.dumps(rendering.document(outcomes, mode), indent=2, sort_keys=True))
+    else:
+        print(rendering.table(outcomes))
+    if a.markdown:
+        cmd = "socksplice conformance" + (" --full" if a.full else "") + f" --markdown {a.markdown}"
+        a.markdown.write_text(rendering.markdown(outcomes, mode, cmd))
+    return 0 if rendering.differences(outcomes) == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
