@@ -1,13 +1,47 @@
-"""The ``socksplice`` command: one entry point, subcommands imported on use."""
+"""The ``socksplice`` command: one entry point, subcommands imported on use.
+
+``demo`` and ``agent`` are parsed here. Every other subcommand owns its parser: it is handed all
+of its arguments, options included, through a ``main(argv)`` found by module path.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
+from collections.abc import Callable
 
 from socksplice import __version__
-from socksplice.errors import SockspliceError
+from socksplice.errors import KernelUnsupported, SockspliceError
+
+# name -> (module whose main(argv) runs it, help)
+PASSTHROUGH: dict[str, tuple[str, str]] = {
+    "bench": ("socksplice.bench.main", "plain TCP vs spliced vs AF_UNIX, interleaved, with repeats"),
+    "conformance": (
+        "socksplice.conformance.command",
+        "plain vs spliced: does the application see any difference?",
+    ),
+    "doctor": ("socksplice.doctor.report", "can this node splice? one verdict per capability"),
+    "local": ("socksplice.local.commands", "local mode: netns pods on this machine"),
+    "operator": (
+        "socksplice.operator.main",
+        "run the kopf operator (SocketSplice status, SpliceBenchmark runs)",
+    ),
+    "drain": (
+        "socksplice.operator.draining",
+        "uninstall from the cluster: every agent drains (the chart's pre-delete hook)",
+    ),
+    "agent-drain": (
+        "socksplice.nodeagent.draining",
+        "uninstall from this node: detach, wait for spliced sockets, unpin",
+    ),
+    "kernel-matrix": (
+        "socksplice.matrix.main",
+        "run socksplice's checks on Debian 6.1/6.12 kernels under qemu and on this one",
+    ),
+}
+LOUD = ("agent", "operator")  # long-running roles log at INFO
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -25,46 +59,12 @@ def _agent(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def _doctor(args: argparse.Namespace) -> int:
-    from socksplice.doctor.report import main
+def _passthrough(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        main: Callable[[list[str]], int] = importlib.import_module(module).main
+        return int(main(args.rest))
 
-    return main(args.rest)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from socksplice.bench.main import main
-
-    return main(args.rest)
-
-
-def _conformance(args: argparse.Namespace) -> int:
-    from socksplice.conformance.command import main
-
-    return main(args.rest)
-
-
-def _drain(args: argparse.Namespace) -> int:
-    from socksplice.nodeagent.draining import main
-
-    return main(args.rest)
-
-
-def _kernel_matrix(args: argparse.Namespace) -> int:
-    from socksplice.matrix.main import main
-
-    return main(args.rest)
-
-
-def _operator(args: argparse.Namespace) -> int:
-    from socksplice.operator.main import main
-
-    return main(args.rest)
-
-
-def _local(args: argparse.Namespace) -> int:
-    from socksplice.local.commands import main
-
-    return main(args.rest)
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,83 +83,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_demo)
 
-    bench = sub.add_parser(
-        "bench",
-        help="plain TCP vs spliced vs AF_UNIX, interleaved, with repeats",
-        add_help=False,
-        prefix_chars="\0",
-    )
-    bench.add_argument("rest", nargs="*")
-    bench.set_defaults(func=_bench)
-
-    conf = sub.add_parser(
-        "conformance",
-        help="plain vs spliced: does the application see any difference?",
-        add_help=False,
-        prefix_chars="\0",
-    )
-    conf.add_argument("rest", nargs="*")
-    conf.set_defaults(func=_conformance)
-
-    drain = sub.add_parser(
-        "agent-drain",
-        help="uninstall from this node: detach, wait for spliced sockets, unpin",
-        add_help=False,
-        prefix_chars="\0",
-    )
-    drain.add_argument("rest", nargs="*")
-    drain.set_defaults(func=_drain)
-
     from socksplice.nodeagent.main import add_arguments
 
     agent = sub.add_parser("agent", help="run the node agent")
     add_arguments(agent)
     agent.set_defaults(func=_agent)
 
-    doctor = sub.add_parser(
-        "doctor", help="can this node splice? one verdict per capability", add_help=False, prefix_chars="\0"
-    )
-    doctor.add_argument("rest", nargs="*")
-    doctor.set_defaults(func=_doctor)
-
-    op = sub.add_parser(
-        "operator",
-        help="run the kopf operator (SocketSplice status, SpliceBenchmark runs)",
-        add_help=False,
-        prefix_chars="\0",
-    )
-    op.add_argument("rest", nargs="*")
-    op.set_defaults(func=_operator)
-
-    km = sub.add_parser(
-        "kernel-matrix",
-        help="run socksplice's checks on Debian 6.1/6.12 kernels under qemu and on this one",
-        add_help=False,
-        prefix_chars="\0",
-    )
-    km.add_argument("rest", nargs="*")
-    km.set_defaults(func=_kernel_matrix)
-
-    local = sub.add_parser(
-        "local", help="local mode: netns pods on this machine", add_help=False, prefix_chars="\0"
-    )
-    local.add_argument("rest", nargs="*")
-    local.set_defaults(func=_local)
+    for name, (module, help_text) in PASSTHROUGH.items():
+        # prefix_chars="\0": no argument looks like an option here, so all reach the subcommand
+        sp = sub.add_parser(name, help=help_text, add_help=False, prefix_chars="\0")
+        sp.add_argument("rest", nargs="*")
+        sp.set_defaults(func=_passthrough(module))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet = logging.WARNING if args.command not in ("agent", "operator") else logging.INFO
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else quiet,
+        level=logging.DEBUG if args.verbose else logging.INFO if args.command in LOUD else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         return int(args.func(args))
     except SockspliceError as exc:
         print(f"socksplice {args.command}: {exc}", file=sys.stderr)
-        return 2 if exc.__class__.__name__ == "KernelUnsupported" else 1
+        return 2 if isinstance(exc, KernelUnsupported) else 1
     except KeyboardInterrupt:
         print(f"socksplice {args.command}: interrupted; cleaned up", file=sys.stderr)
         return 130
@@ -167,5 +115,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-__all__ = ["build_parser", "main"]

@@ -75,7 +75,17 @@ def test_splicenode_columns_tell_what_is_happening() -> None:
         c["name"].upper()
         for c in load_crd("splicenode.yaml")["spec"]["versions"][0]["additionalPrinterColumns"]
     ]
-    assert columns == ["READY", "PODS", "SOCKETS", "KERNEL", "AGENT", "HEARTBEAT", "LAST-ERROR", "AGE"]
+    assert columns == [
+        "READY",
+        "PODS",
+        "SOCKETS",
+        "KERNEL",
+        "AGENT",
+        "HEARTBEAT",
+        "LAST-ERROR",
+        "DRAIN",
+        "AGE",
+    ]
     crd = load_crd("splicenode.yaml")
     assert crd["spec"]["scope"] == "Cluster"
 

@@ -131,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
         log.error("agent: start failed: %s", exc)
         return 1
     agent = Agent(settings, source, datapath, sink)
+    if args.local is None:
+        from socksplice.nodeagent.cluster.main import bind_agent
+
+        bind_agent(source, agent)  # drain requests (socksplice drain) drain with this agent
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -8,6 +8,8 @@ from typing import Any
 
 from socksplice.errors import PermanentError
 from socksplice.kernel import cgroup2
+from socksplice.nodeagent.agent import Agent, Source
+from socksplice.nodeagent.cluster.drainrequest import DrainRequests, kube_fns
 from socksplice.nodeagent.cluster.locating import Locator
 from socksplice.nodeagent.cluster.sink import SpliceNodeSink
 from socksplice.nodeagent.cluster.source import ClusterSource
@@ -37,7 +39,13 @@ def cluster_front_door(
 ) -> tuple[ClusterSource, SpliceNodeSink]:
     load_kube_config()
     root = cgroup_root if cgroup_root is not None else cgroup2.find_root()
-    source = ClusterSource(node, Locator(root, proc))
+    source = ClusterSource(node, Locator(root, proc), drains=DrainRequests(node, *kube_fns(node)))
     source.start()
     checks, found = doctor_results()
     return source, SpliceNodeSink(node, checks, found)
+
+
+def bind_agent(source: Source, agent: Agent) -> None:
+    """A drain request drains with the running agent's data path and reconciler."""
+    if isinstance(source, ClusterSource) and source.drains is not None:
+        source.drains.bind(agent)

@@ -6,6 +6,8 @@ wire); SocketSplices in every namespace. Each loop lists, then watches from the 
 on 410 Gone and backs off on other errors (``watching``). ``snapshot`` refuses until both have
 listed once, so a restarted agent never reconciles against an empty view (which would detach
 every pod). Planning is the shared ``api.planning.plan``; only planned pods are located.
+With ``drains`` (``drainrequest``), ``snapshot`` also refuses until the node's SpliceNode was
+read once, and for good once a drain was requested on it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from socksplice.api.pods import PodRef, pod_ref_from_api
 from socksplice.api.socketsplice import GROUP, PLURAL, VERSION, SocketSplice, parse_socketsplice
 from socksplice.errors import InvalidSpec, TemporaryError
 from socksplice.nodeagent.agent import Snapshot
+from socksplice.nodeagent.cluster.drainrequest import DrainRequests
 from socksplice.nodeagent.cluster.locating import Locator
 from socksplice.nodeagent.cluster.watching import Backoff, Next, WatchState
 from socksplice.nodeagent.targets import PodLocation
@@ -170,8 +173,10 @@ class ClusterSource:
         node: str,
         locator: Locator,
         fns: tuple[ListFn, WatchFn, ListFn, WatchFn] | None = None,
+        drains: DrainRequests | None = None,
     ) -> None:
         self.node = node
+        self.drains = drains
         self.locator = locator
         self.pods = WatchState()
         self.splices = WatchState()
@@ -188,11 +193,17 @@ class ClusterSource:
             threading.Thread(
                 target=run_watch, args=(name, lf, wf, state, self.stop), name=f"watch-{name}", daemon=True
             ).start()
+        if self.drains is not None:
+            self.drains.start()
 
     def close(self) -> None:
         self.stop.set()
+        if self.drains is not None:
+            self.drains.stop.set()
 
     def snapshot(self) -> Snapshot:
+        if self.drains is not None:
+            self.drains.gate()  # no snapshot, so no reconcile, from a drain request on
         if not (self.pods.synced and self.splices.synced):
             raise TemporaryError("cluster: waiting for the first list of pods and SocketSplices")
         version = (self.pods.generation, self.splices.generation)
