@@ -195,7 +195,15 @@ def conformance(full: bool) -> Step:
         report: Any = json.loads(done.stdout)
     except ValueError:
         report = None
+    # exit 0: no difference beyond the documented tcp_bpf ones (docs/hazards.md); 1: a new one
     detail = f"exit {done.returncode}" + ("" if report is not None else f": {_tail(done.stderr)}")
+    if isinstance(report, dict):
+        differing = [
+            s["name"] + ("" if s.get("documented") else " (NEW)")
+            for s in report.get("scenarios", [])
+            if not s.get("same")
+        ]
+        detail += f"; {len(differing)} difference(s): {', '.join(differing) or 'none'}"
     return {"ok": done.returncode == 0, "detail": detail, "report": report}
 
 
