@@ -99,7 +99,8 @@ def markdown(outcomes: list[Outcome], mode: dict[str, Any], command: str) -> str
         "`spliced bytes` is what the spliced run redirected (proof that it was spliced).",
         "Causes and what socksplice does about them: [hazards.md](hazards.md).",
         "",
-        f"**{doc['differences']} difference(s)** in {len(outcomes)} scenarios.",
+        f"**{doc['differences']} difference(s)** in {len(outcomes)} scenarios; "
+        f"{doc['undocumentedDifferences']} not explained in hazards.md (the command fails on those).",
         "",
         "| scenario | what the application does | same? | spliced bytes | plain | spliced |",
         "|---|---|---|---|---|---|",
