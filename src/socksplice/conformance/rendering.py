@@ -20,6 +20,9 @@ KNOWN_CAUSES: dict[str, str] = {
     "so-rcvlowat": "tcp_bpf_recvmsg ignores SO_RCVLOWAT",
     "splice-to-pipe": "tcp_splice_read reads sk_receive_queue only; redirected bytes wait in the "
     "psock, invisible to splice(2), which makes no progress",
+    "fionread": "kernels without tcp_bpf_ioctl (seen on Debian 6.1; 6.12 and 6.18 have it): "
+    "FIONREAD/SIOCINQ goes to tcp_ioctl, which counts sk_receive_queue only, so redirected bytes "
+    "read as 0",
 }
 
 
