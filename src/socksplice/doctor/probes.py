@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import platform
 import struct
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from socksplice.errors import SockspliceError
+from socksplice.errors import KernelError, SockspliceError
 from socksplice.kernel import bpffs, bpfsys, cgroup2, netns
 
 # --- result -----------------------------------------------------------------------------------
@@ -46,10 +45,6 @@ def _guarded(what: str, fn: Callable[[], ProbeResult]) -> ProbeResult:
 
 # --- raw bpf(2) ---------------------------------------------------------------------------------
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
-BPF_MAP_CREATE = 0
-BPF_PROG_LOAD = 5
-
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LRU_HASH = 9
@@ -58,29 +53,11 @@ BPF_MAP_TYPE_SK_STORAGE = 24
 
 BPF_PROG_TYPE_SOCK_OPS = 13
 
-_ATTR_SIZE = 128
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-class BpfCallFailed(Exception):
-    def __init__(self, what: str, err: int) -> None:
-        super().__init__(f"{what}: {os.strerror(err)} (errno {err})")
-        self.errno = err
-
-
-def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], what: str) -> int:
-    ret = int(_libc.syscall(_SYS_BPF, cmd, attr, _ATTR_SIZE))
-    if ret < 0:
-        raise BpfCallFailed(what, ctypes.get_errno())
-    return ret
-
 
 def map_create(map_type: int, key_size: int, value_size: int, max_entries: int) -> int:
     """BPF_MAP_CREATE without BTF; returns the map fd (the caller closes it)."""
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
-    struct.pack_into("=IIII", attr, 0, map_type, key_size, value_size, max_entries)
-    return _bpf(BPF_MAP_CREATE, attr, f"BPF_MAP_CREATE type {map_type}")
+    attr = bpfsys.pack_attr("=IIII", map_type, key_size, value_size, max_entries)
+    return bpfsys.call(bpfsys.BPF_MAP_CREATE, attr, f"BPF_MAP_CREATE type {map_type}")
 
 
 # r0 = 1; exit  (a sockops program that does nothing)
@@ -91,17 +68,14 @@ def load_trivial_sockops() -> int:
     """BPF_PROG_LOAD of a two-instruction sockops program; returns the program fd."""
     insns = ctypes.create_string_buffer(_RETURN_ONE, len(_RETURN_ONE))
     license_ = ctypes.create_string_buffer(b"GPL")
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
-    struct.pack_into(
+    attr = bpfsys.pack_attr(
         "=IIQQ",
-        attr,
-        0,
         BPF_PROG_TYPE_SOCK_OPS,
         len(_RETURN_ONE) // 8,
         ctypes.addressof(insns),
         ctypes.addressof(license_),
     )
-    return _bpf(BPF_PROG_LOAD, attr, "BPF_PROG_LOAD sockops")
+    return bpfsys.call(bpfsys.BPF_PROG_LOAD, attr, "BPF_PROG_LOAD sockops")
 
 
 # --- privileges ---------------------------------------------------------------------------------
@@ -149,7 +123,7 @@ def bpf_syscall() -> ProbeResult:
     def run() -> ProbeResult:
         try:
             fd = map_create(BPF_MAP_TYPE_ARRAY, 4, 4, 1)
-        except BpfCallFailed as exc:
+        except KernelError as exc:
             return ProbeResult(False, f"bpf(2) unusable: {exc}")
         os.close(fd)
         return ProbeResult(True, "bpf(2) BPF_MAP_CREATE of a 1-entry ARRAY works")
@@ -161,7 +135,7 @@ def map_type(map_type_id: int, label: str, key_size: int, value_size: int) -> Pr
     def run() -> ProbeResult:
         try:
             fd = map_create(map_type_id, key_size, value_size, 4)
-        except BpfCallFailed as exc:
+        except KernelError as exc:
             return ProbeResult(False, f"{label} (type {map_type_id}) cannot be created: {exc}")
         os.close(fd)
         return ProbeResult(
@@ -224,7 +198,7 @@ def cgroup2_attach_sockops() -> ProbeResult:
 def _attach_query_detach(path: Path) -> ProbeResult:
     try:
         prog_fd = load_trivial_sockops()
-    except BpfCallFailed as exc:
+    except KernelError as exc:
         return ProbeResult(False, f"cannot load a sockops program: {exc}")
     try:
         cg_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
