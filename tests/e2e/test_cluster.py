@@ -104,7 +104,7 @@ def test_selected_pods_are_spliced(cluster: Cluster, namespace: str, agent: str,
     assert node_status["bytesRedirected"] > 0
 
     columns = _columns(cluster.table(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/socketsplices"), "e2e")
-    assert (columns["MODE"], columns["READY"]) == ("Enforce", "True")
+    assert (columns["MODE"], columns["READY"]) == ("SpliceRelaxedReceive", "True")
     assert columns["NODES"] == 1
     node_columns = _columns(cluster.table(f"/apis/{GROUP}/{VERSION}/splicenodes"), agent)
     assert node_columns["READY"] == "True"

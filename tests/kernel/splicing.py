@@ -35,7 +35,7 @@ def splice_yaml(
     name: str = "bench",
     namespace: str = "demo",
     labels: str = "{role: bench}",
-    mode: str = "Enforce",
+    mode: str = "SpliceRelaxedReceive",
     ports: list[int] | None = None,
 ) -> str:
     extra = f"  ports: {ports}\n" if ports else ""

@@ -58,7 +58,9 @@ def test_metrics_health_and_readiness_over_http(env: SpliceEnv) -> None:
 
 def test_status_reports_policies_and_rejected_manifests(env: SpliceEnv) -> None:
     env.apply(splice_yaml())
-    (env.manifests / "broken.yaml").write_text(splice_yaml(name="broken").replace("Enforce", "enforce"))
+    (env.manifests / "broken.yaml").write_text(
+        splice_yaml(name="broken").replace("SpliceRelaxedReceive", "splicerelaxedreceive")
+    )
     env.agent.step(force=True)
     status = env.agent.status()
     assert status["attachedPods"] == ["demo/client", "demo/server"]

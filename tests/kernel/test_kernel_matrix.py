@@ -78,8 +78,8 @@ def _recorded(datapath_ok: bool) -> dict[str, Any]:
 
 def test_report_names_the_failing_kernel_and_step() -> None:
     good, bad = _recorded(True), _recorded(False)
-    assert report.failures(good) == [] and report.default_mode_safe(good)
-    assert report.failures(bad) == ["datapath: 1 failed"] and not report.default_mode_safe(bad)
+    assert report.failures(good) == [] and report.splicing_safe(good)
+    assert report.failures(bad) == ["datapath: 1 failed"] and not report.splicing_safe(bad)
     markdown = report.render_markdown([good], "socksplice kernel-matrix", "Wall time: 1 s.")
     assert "| `map.sockhash` | OK |" in markdown and "skipped: no command" in markdown
     assert "  6.1: datapath: 1 failed" in report.render_text([bad])

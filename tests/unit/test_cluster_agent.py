@@ -37,7 +37,7 @@ SPLICE: dict[str, Any] = {
     "apiVersion": "socksplice.io/v1alpha1",
     "kind": "SocketSplice",
     "metadata": {"name": "web", "namespace": "demo", "uid": "u-1", "generation": 1},
-    "spec": {"podSelector": {"matchLabels": {"app": "web"}}},
+    "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "mode": "SpliceRelaxedReceive"},
 }
 
 

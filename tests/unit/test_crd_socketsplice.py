@@ -131,7 +131,7 @@ def test_defaults_are_valid() -> None:
             found += 1
             assert schema_errors(node["default"], node, path) == []
     assert found >= 1
-    assert SPEC_SCHEMA["properties"]["mode"]["default"] == socketsplice.Mode.ENFORCE.value
+    assert SPEC_SCHEMA["properties"]["mode"]["default"] == socketsplice.Mode.DRY_RUN.value
 
 
 def test_limits_match_the_parser() -> None:
@@ -174,12 +174,18 @@ def test_status_schema_accepts_a_realistic_status() -> None:
             },
         ],
         "nodes": [
-            {"name": "node-a", "matchedPods": 3, "attachedPods": 3, "splicedSockets": 412, "mode": "Enforce"},
+            {
+                "name": "node-a",
+                "matchedPods": 3,
+                "attachedPods": 3,
+                "splicedSockets": 412,
+                "mode": "SpliceRelaxedReceive",
+            },
             {
                 "name": "node-b",
                 "matchedPods": 1,
                 "attachedPods": 0,
-                "mode": "Enforce",
+                "mode": "SpliceRelaxedReceive",
                 "message": "agent not seen",
             },
         ],

@@ -103,7 +103,7 @@ AGENT_STATUS: dict[str, Any] = {
     "totals": {"pairs_spliced": 10, "fail_open": 1},
     "policies": {
         "demo/accel": {
-            "mode": "Enforce",
+            "mode": "SpliceRelaxedReceive",
             "generation": 2,
             "matchedPods": 2,
             "attachedPods": 2,

@@ -33,7 +33,13 @@ def _fresh_node_b(attached: int, **extra: Any) -> dict[str, dict[str, Any]]:
     nodes = apifixtures.node_statuses()
     nodes["node-b"]["heartbeatTime"] = "2025-05-02T09:10:00Z"
     nodes["node-b"]["policies"] = [
-        {"name": "demo/accel", "mode": "Enforce", "generation": 2, "matchedPods": 1, "attachedPods": attached}
+        {
+            "name": "demo/accel",
+            "mode": "SpliceRelaxedReceive",
+            "generation": 2,
+            "matchedPods": 1,
+            "attachedPods": attached,
+        }
     ]
     nodes["node-b"].update(extra)
     return nodes
@@ -44,12 +50,18 @@ def test_silent_agent_makes_the_splice_not_ready() -> None:
     assert status["observedGeneration"] == 2
     assert (status["matchedPods"], status["acceleratedPods"], status["nodeCount"]) == (3, 2, 2)
     assert status["nodes"] == [
-        {"name": "node-a", "matchedPods": 2, "attachedPods": 2, "mode": "Enforce", "pairsSpliced": 3},
+        {
+            "name": "node-a",
+            "matchedPods": 2,
+            "attachedPods": 2,
+            "mode": "SpliceRelaxedReceive",
+            "pairsSpliced": 3,
+        },
         {
             "name": "node-b",
             "matchedPods": 1,
             "attachedPods": 0,
-            "mode": "Enforce",
+            "mode": "SpliceRelaxedReceive",
             "message": "agent silent since 2025-05-02T08:00:00Z",
         },
     ]

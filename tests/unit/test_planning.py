@@ -99,8 +99,9 @@ def splice(
     namespace: str = "shop",
     selector: dict[str, Any] | None = None,
     ports: list[int] | None = None,
-    mode: str | None = None,
+    mode: str | None = "SpliceRelaxedReceive",
 ) -> SocketSplice:
+    """``mode=None`` leaves the field out (the default, DryRun)."""
     spec: dict[str, Any] = {"podSelector": selector if selector is not None else {}}
     if ports is not None:
         spec["ports"] = ports
@@ -217,15 +218,15 @@ def test_single_enforce_all_ports() -> None:
         enforce_all=True, policies=("shop/all",), primary_policy="shop/all"
     )
     p = result["shop/web-7d9f-abcde"]
-    assert p.mode_for_port(1) is Mode.ENFORCE
-    assert p.mode_for_port(65535) is Mode.ENFORCE
+    assert p.mode_for_port(1) is Mode.SPLICE
+    assert p.mode_for_port(65535) is Mode.SPLICE
     assert p.enforces
 
 
 def test_ports_limit_the_plan() -> None:
     p = plan(pods(WEB), [splice("web", ports=[80, 443])])["shop/web-7d9f-abcde"]
     assert (p.enforce_all, p.enforce_ports) == (False, frozenset({80, 443}))
-    assert p.mode_for_port(80) is Mode.ENFORCE
+    assert p.mode_for_port(80) is Mode.SPLICE
     assert p.mode_for_port(8080) is None
 
 
@@ -252,15 +253,15 @@ def test_union_of_ports_and_modes() -> None:
     assert web.dryrun_ports == frozenset({9090})  # 80 is enforced, so not also dry-run
     assert not web.enforce_all and not web.dryrun_all
     assert [web.mode_for_port(p) for p in (80, 443, 9090, 22)] == [
-        Mode.ENFORCE,
-        Mode.ENFORCE,
+        Mode.SPLICE,
+        Mode.SPLICE,
         Mode.DRY_RUN,
         None,
     ]
 
     api = result["shop/api-5c6b-fghij"]
     assert api.policies == ("shop/c-trial", "shop/d-trial-all")
-    assert api.primary_policy == "shop/c-trial"  # no Enforce policy: first DryRun one
+    assert api.primary_policy == "shop/c-trial"  # no SpliceRelaxedReceive policy: first DryRun one
     assert api.dryrun_all and api.dryrun_ports == frozenset()
     assert api.mode_for_port(12345) is Mode.DRY_RUN
 
@@ -335,3 +336,8 @@ def test_explain_lists_skipped_pods() -> None:
 def test_plan_accepts_iterators() -> None:
     result = plan((p for p in pods(WEB)), (s for s in [splice("web")]))
     assert list(result) == ["shop/web-7d9f-abcde"]
+
+
+def test_omitted_mode_plans_dry_run() -> None:
+    p = plan(pods(WEB), [splice("default", mode=None)])["shop/web-7d9f-abcde"]
+    assert (p.dryrun_all, p.enforces) == (True, False)

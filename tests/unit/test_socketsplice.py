@@ -26,7 +26,7 @@ API_OBJECT: dict[str, Any] = {
         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
     },
     "spec": {
-        "mode": "Enforce",
+        "mode": "SpliceRelaxedReceive",
         "podSelector": {
             "matchLabels": {"app": "web"},
             "matchExpressions": [{"key": "tier", "operator": "In", "values": ["frontend", "edge"]}],
@@ -68,7 +68,7 @@ def test_parse_api_object() -> None:
         3,
     )
     assert ssp.spec.ports == (80, 8443)  # sorted
-    assert ssp.spec.mode is Mode.ENFORCE
+    assert ssp.spec.mode is Mode.SPLICE
     assert ssp.spec.pod_selector.match_labels == (("app", "web"),)
     assert ssp.spec.pod_selector.match_expressions == (
         Requirement("tier", Operator.IN, ("edge", "frontend")),
@@ -91,14 +91,14 @@ def test_defaults() -> None:
     assert ssp.uid == ""
     assert ssp.generation == 0
     assert ssp.spec.ports == ()
-    assert ssp.spec.mode is Mode.ENFORCE
+    assert ssp.spec.mode is Mode.DRY_RUN  # the only mode applications cannot tell from TCP
     assert ssp.spec.pod_selector.is_empty
 
 
 def test_nulls_count_as_absent() -> None:
     ssp = parse_socketsplice(_obj(podSelector={"matchLabels": None}, ports=None, mode=None))
     assert ssp.spec.ports == ()
-    assert ssp.spec.mode is Mode.ENFORCE
+    assert ssp.spec.mode is Mode.DRY_RUN
 
 
 def test_dry_run() -> None:
@@ -169,9 +169,9 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     (
         _spec_with(mode="enforce"),
         "spec.mode",
-        "must be one of Enforce, DryRun (case-sensitive), got 'enforce'",
+        "must be one of DryRun, SpliceRelaxedReceive (case-sensitive), got 'enforce'",
     ),
-    (_spec_with(mode="Audit"), "spec.mode", "must be one of Enforce, DryRun"),
+    (_spec_with(mode="Audit"), "spec.mode", "must be one of DryRun, SpliceRelaxedReceive"),
     (_spec_with(mode=True), "spec.mode", "got True (boolean)"),
     (
         _spec_with(podSelector={"matchLabels": {"app": "a b"}}),
@@ -252,7 +252,9 @@ def test_error_names_document_when_several() -> None:
     text = TWO_DOCS.replace("mode: DryRun", "mode: dryrun")
     with pytest.raises(InvalidSpec) as info:
         load_manifests(text, "shop.yaml")
-    assert str(info.value).startswith("shop.yaml document 3: spec.mode: must be one of Enforce, DryRun")
+    assert str(info.value).startswith(
+        "shop.yaml document 3: spec.mode: must be one of DryRun, SpliceRelaxedReceive"
+    )
 
 
 def test_yaml_syntax_error_has_line_and_column() -> None:

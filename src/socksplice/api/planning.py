@@ -7,8 +7,8 @@ same answer. Rules (see ``docs/socketsplice.md``):
 - ``hostNetwork`` pods are never selected (they share the node's network namespace and cgroup
   attachment would affect host traffic), nor are finished pods (phase Succeeded or Failed);
 - a pod selected by several SocketSplices gets the union; no ``ports`` means every port;
-- Enforce wins over DryRun for the same port. The plan is normalised: ``*_ports`` is empty when
-  the matching ``*_all`` is true, and DryRun sets exclude what Enforce already covers, so two
+- SpliceRelaxedReceive wins over DryRun for the same port. The plan is normalised: ``*_ports`` is empty when
+  the matching ``*_all`` is true, and DryRun sets exclude what SpliceRelaxedReceive already covers, so two
   plans that act the same compare equal.
 """
 
@@ -43,7 +43,7 @@ class PodPlan:
     def mode_for_port(self, port: int) -> Mode | None:
         """The mode for a connection to server ``port`` on this pod, or None (plain TCP)."""
         if self.enforce_all or port in self.enforce_ports:
-            return Mode.ENFORCE
+            return Mode.SPLICE
         if self.dryrun_all or port in self.dryrun_ports:
             return Mode.DRY_RUN
         return None
@@ -68,7 +68,7 @@ def _selects(splice: SocketSplice, pod: PodRef) -> bool:
 
 
 def _combine(selecting: list[SocketSplice]) -> PodPlan:
-    enforcing = [s for s in selecting if s.spec.mode is Mode.ENFORCE]
+    enforcing = [s for s in selecting if s.spec.mode is Mode.SPLICE]
     dry = [s for s in selecting if s.spec.mode is Mode.DRY_RUN]
     enforce_all = any(not s.spec.ports for s in enforcing)
     enforce_ports = frozenset() if enforce_all else frozenset(p for s in enforcing for p in s.spec.ports)

@@ -38,8 +38,18 @@ TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 
 
 class Mode(StrEnum):
-    ENFORCE = "Enforce"
+    """What the data path does for selected connections (docs/socketsplice.md, docs/hazards.md).
+
+    ``DryRun`` is the default because it is the only mode that applications cannot tell apart
+    from TCP: it pairs and counts, never redirects. ``SpliceRelaxedReceive`` redirects, and the
+    receiving socket then follows the kernel's tcp_bpf receive path, which differs from TCP in the
+    ways its name warns about (blocking recv may return EAGAIN after a half-close, MSG_WAITALL and
+    SO_RCVLOWAT are not honoured, splice(2) from the socket stalls, close with unread data sends
+    FIN instead of RST, the receive buffer does not limit the sender).
+    """
+
     DRY_RUN = "DryRun"
+    SPLICE = "SpliceRelaxedReceive"
 
 
 _MODES = ", ".join(m.value for m in Mode)
@@ -51,7 +61,7 @@ class SpliceSpec:
 
     pod_selector: LabelSelector
     ports: tuple[int, ...] = ()
-    mode: Mode = Mode.ENFORCE
+    mode: Mode = Mode.DRY_RUN
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,7 @@ def _parse_ports(raw: object, source: str) -> tuple[int, ...]:
 
 def _parse_mode(raw: object, source: str) -> Mode:
     if raw is None:
-        return Mode.ENFORCE
+        return Mode.DRY_RUN
     if isinstance(raw, str) and raw in {m.value for m in Mode}:
         return Mode(raw)
     raise InvalidSpec("spec.mode", f"must be one of {_MODES} (case-sensitive), got {describe(raw)}", source)

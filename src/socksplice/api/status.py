@@ -60,7 +60,7 @@ def splicenode_status(
     for key, p in sorted((agent.get("policies") or {}).items()):
         entry = {
             "name": key,
-            "mode": p.get("mode", "Enforce"),
+            "mode": p.get("mode", "DryRun"),
             "generation": int(p.get("generation", 0)),
             "matchedPods": int(p.get("matchedPods", 0)),
             "attachedPods": int(p.get("attachedPods", 0)),

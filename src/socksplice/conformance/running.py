@@ -39,7 +39,7 @@ kind: SocketSplice
 metadata: {name: conformance, namespace: demo}
 spec:
   podSelector: {matchLabels: {role: bench}}
-  mode: Enforce
+  mode: SpliceRelaxedReceive
 """
 
 

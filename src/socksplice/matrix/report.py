@@ -2,7 +2,7 @@
 
 One result per kernel: ``{"kernel", "release", "where", "ok", "seconds", "error", "checks"}``,
 where ``checks`` is the document of :mod:`.checks` (absent when the kernel could not be booted,
-then ``error`` says why). "Default mode safe" is a verdict derived from the checks: the doctor
+then ``error`` says why). "Splicing safe" (for mode SpliceRelaxedReceive) is a verdict derived from the checks: the doctor
 says acceleration is possible, no self-test hazard is present, and the agent, the data-path
 tests and the conformance suite (when the project has one) pass.
 """
@@ -46,12 +46,12 @@ def failures(result: Result) -> list[str]:
     return [f"{name}: {s.get('detail', '')}" for name, s in steps(result).items() if s.get("ok") is False]
 
 
-def default_mode_safe(result: Result) -> bool:
+def splicing_safe(result: Result) -> bool:
     return not failures(result) and bool(steps(result)) and not hazards(result)
 
 
 def summarize(result: Result) -> Result:
-    return {**result, "ok": not failures(result), "default_mode_safe": default_mode_safe(result)}
+    return {**result, "ok": not failures(result), "splicing_safe": splicing_safe(result)}
 
 
 def render_json(results: Sequence[Result], command: str) -> str:
@@ -75,7 +75,7 @@ def render_text(results: Sequence[Result]) -> str:
     lines = [f"{'kernel':<8} {'release':<30} " + " ".join(f"{s:<14}" for s in STEPS) + " safe"]
     for r in results:
         cells = " ".join(f"{_cell(r, s):<14}" for s in STEPS)
-        lines.append(f"{r['kernel']:<8} {r.get('release', ''):<30} {cells} {default_mode_safe(r)}")
+        lines.append(f"{r['kernel']:<8} {r.get('release', ''):<30} {cells} {splicing_safe(r)}")
         lines += [f"  {r['kernel']}: {line}" for line in failures(r)]
     return "\n".join(lines) + "\n"
 
@@ -141,7 +141,10 @@ def render_markdown(results: Sequence[Result], command: str, timings: str) -> st
             "hazards found by self-test",
             *(", ".join(h["name"] for h in hazards(r)) or "none" for r in results),
         ],
-        ["**default mode (Enforce) safe**", *("yes" if default_mode_safe(r) else "**no**" for r in results)],
+        [
+            "**SpliceRelaxedReceive: no failure, no hazard**",
+            *("yes" if splicing_safe(r) else "**no**" for r in results),
+        ],
     ]
     out += _table(["", *cols], summary_rows)
     notes = [(r["kernel"], line) for r in results for line in failures(r)]

@@ -189,7 +189,7 @@ def benchmark_splice(b: Benchmark) -> dict[str, Any]:
         "apiVersion": API_VERSION,
         "kind": "SocketSplice",
         "metadata": _meta(b, "splice"),
-        "spec": {"podSelector": {"matchLabels": {LABEL: b.name}}, "mode": "Enforce"},
+        "spec": {"podSelector": {"matchLabels": {LABEL: b.name}}, "mode": "SpliceRelaxedReceive"},
     }
 
 
