@@ -1,9 +1,10 @@
-"""Run scenarios twice between local pods, plain TCP then spliced, and compare the traces.
+"""Run scenarios between local pods, plain TCP then once per SocketSplice mode, and compare.
 
 The environment is the default local cluster (demo/client, demo/server, the DNAT'ed service
 198.18.1.1:80 → server:9400), the real data path under a private pin name, and the real agent.
-"Plain" has no SocketSplice; "spliced" applies one that selects both pods. The redirected byte
-counter of each spliced run proves it was spliced.
+"Plain" has no SocketSplice; each mode run applies one that selects both pods with that
+``mode``. The data path's counters prove what each run did: bytes redirected (SpliceRelaxedReceive)
+and connections paired (both modes).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from socksplice.api.socketsplice import Mode
 from socksplice.bpf.loader import Datapath, DatapathSettings
 from socksplice.conformance.apps import APPS
 from socksplice.conformance.scenarios import Scenario
@@ -39,8 +41,10 @@ kind: SocketSplice
 metadata: {name: conformance, namespace: demo}
 spec:
   podSelector: {matchLabels: {role: bench}}
-  mode: SpliceRelaxedReceive
+  mode: {mode}
 """
+MODES: tuple[Mode, ...] = (Mode.DRY_RUN, Mode.SPLICE)
+"""Every mode, the default first."""
 
 
 @dataclass
@@ -53,15 +57,16 @@ class Env:
     def pod(self, name: str) -> LocalPod:
         return self.topology.pod(name, "demo")
 
-    def set_spliced(self, on: bool) -> None:
+    def set_mode(self, mode: Mode | None) -> None:
+        """Apply the SocketSplice with ``mode`` to both pods, or remove it (None: plain TCP)."""
         target = self.manifests / "conformance.yaml"
         self.manifests.mkdir(parents=True, exist_ok=True)
-        if on:
-            target.write_text(SPLICE)
+        if mode is not None:
+            target.write_text(SPLICE.format(mode=mode.value))
         else:
             target.unlink(missing_ok=True)
         self.agent.step(force=True)
-        want = 2 if on else 0
+        want = 2 if mode is not None else 0
         if len(self.agent.reconciler.applied) != want:
             raise RuntimeError(f"agent did not converge: {self.agent.last_error}")
 
@@ -92,13 +97,19 @@ def conformance_env(workdir: Path, datapath: DatapathSettings | None = None) -> 
 
 @dataclass
 class Outcome:
+    """One scenario in one mode, against the same scenario on plain TCP."""
+
     scenario: Scenario
     plain: Any = None
     spliced: Any = None
+    """The trace with the SocketSplice of ``mode`` applied."""
     redirected: int = 0
-    """Bytes the spliced run redirected (0 would mean it was not spliced at all)."""
+    """Bytes the run redirected (0 in DryRun; in SpliceRelaxedReceive 0 would mean not spliced)."""
+    mode: Mode = Mode.SPLICE
+    paired: int = 0
+    """Connections the run paired (spliced, or counted as spliceable in DryRun)."""
     left_in_map: int = 0
-    """Sockets still in the SOCKHASH 10 s after the spliced run ended (must be 0: baseline)."""
+    """Sockets still in the SOCKHASH 10 s after the run ended (must be 0: baseline)."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -112,7 +123,13 @@ class Outcome:
 
     @property
     def same(self) -> bool:
-        return not self.failed and self.plain == self.spliced and self.left_in_map == 0
+        dry_run_redirected = self.mode is Mode.DRY_RUN and self.redirected != 0
+        return (
+            not self.failed
+            and self.plain == self.spliced
+            and self.left_in_map == 0
+            and not dry_run_redirected
+        )
 
 
 @dataclass(frozen=True)
@@ -212,35 +229,47 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_scenarios(
-    env: Env, scenarios: list[Scenario], progress: Callable[[Outcome], None] | None = None
+    env: Env,
+    scenarios: list[Scenario],
+    modes: tuple[Mode, ...] = MODES,
+    progress: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Every scenario plain, then every scenario spliced (one policy change each way)."""
+    """Every scenario plain, then every scenario in each mode (one policy change per mode).
+    Returns one outcome per mode and scenario, mode by mode in the order of ``modes``."""
     for s in scenarios:
         if s.app not in APPS:
             raise ValueError(f"{s.name}: unknown app {s.app}")
-    outcomes = [Outcome(s) for s in scenarios]
-    env.set_spliced(False)
-    for o in outcomes:
-        o.plain = run_once(env, o.scenario)
-    env.set_spliced(True)
+    env.set_mode(None)
+    plain = [run_once(env, s) for s in scenarios]
+    outcomes: list[Outcome] = []
     try:
-        for o in outcomes:
-            before = env.datapath.totals()["bytes_redirected"]
-            o.spliced = run_once(env, o.scenario)
-            o.redirected = env.datapath.totals()["bytes_redirected"] - before
-            o.left_in_map = _settled(env.datapath.spliced_sockets)
-            if progress is not None:
-                progress(o)
+        for mode in modes:
+            env.set_mode(mode)
+            for s, trace in zip(scenarios, plain, strict=True):
+                before = env.datapath.totals()
+                o = Outcome(s, trace, run_once(env, s), mode=mode)
+                after = env.datapath.totals()
+                o.redirected = after["bytes_redirected"] - before["bytes_redirected"]
+                paired = "pairs_dryrun" if mode is Mode.DRY_RUN else "pairs_spliced"
+                o.paired = after[paired] - before[paired]
+                o.left_in_map = _settled(env.datapath.spliced_sockets)
+                outcomes.append(o)
+                if progress is not None:
+                    progress(o)
     finally:
-        env.set_spliced(False)
+        env.set_mode(None)
     return outcomes
 
 
-def run_suite(scenarios: list[Scenario], progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+def run_suite(
+    scenarios: list[Scenario],
+    modes: tuple[Mode, ...] = MODES,
+    progress: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
     base = Path("/run/socksplice")
     base.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="conformance-", dir=base) as tmp,
         conformance_env(Path(tmp)) as env,
     ):
-        return run_scenarios(env, scenarios, progress)
+        return run_scenarios(env, scenarios, modes, progress)

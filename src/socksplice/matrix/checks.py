@@ -195,12 +195,14 @@ def conformance(full: bool) -> Step:
         report: Any = json.loads(done.stdout)
     except ValueError:
         report = None
-    # exit 0: no difference beyond the documented tcp_bpf ones (docs/hazards.md); 1: a new one
+    # exit 0: none in DryRun, none beyond the documented tcp_bpf ones in SpliceRelaxedReceive
+    # (docs/hazards.md); 1: a new one
     detail = f"exit {done.returncode}" + ("" if report is not None else f": {_tail(done.stderr)}")
     if isinstance(report, dict):
         differing = [
-            s["name"] + ("" if s.get("documented") else " (NEW)")
-            for s in report.get("scenarios", [])
+            f"{m.get('mode')}/{s['name']}" + ("" if s.get("documented") else " (NEW)")
+            for m in report.get("modes", [])
+            for s in m.get("scenarios", [])
             if not s.get("same")
         ]
         detail += f"; {len(differing)} difference(s): {', '.join(differing) or 'none'}"

@@ -2,9 +2,9 @@
 
 One result per kernel: ``{"kernel", "release", "where", "ok", "seconds", "error", "checks"}``,
 where ``checks`` is the document of :mod:`.checks` (absent when the kernel could not be booted,
-then ``error`` says why). "Splicing safe" (for mode SpliceRelaxedReceive) is a verdict derived from the checks: the doctor
-says acceleration is possible, no self-test hazard is present, and the agent, the data-path
-tests and the conformance suite (when the project has one) pass.
+then ``error`` says why). "Splicing safe" (for mode SpliceRelaxedReceive) is a verdict derived
+from the checks: the doctor says acceleration is possible, no self-test hazard is present, and
+the agent, the data-path tests and the conformance suite (when the project has one) pass.
 """
 
 from __future__ import annotations
