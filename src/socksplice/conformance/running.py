@@ -38,9 +38,9 @@ TIMEOUT = 180.0
 SPLICE = """\
 apiVersion: socksplice.io/v1alpha1
 kind: SocketSplice
-metadata: {name: conformance, namespace: demo}
+metadata: {{name: conformance, namespace: demo}}
 spec:
-  podSelector: {matchLabels: {role: bench}}
+  podSelector: {{matchLabels: {{role: bench}}}}
   mode: {mode}
 """
 MODES: tuple[Mode, ...] = (Mode.DRY_RUN, Mode.SPLICE)
