@@ -130,36 +130,54 @@ def start_clients(
     nbytes: int = 1 << 20,
     seconds: float = 0.0,
     bind_port: int = 0,
+    timeout: float | None = None,
 ) -> subprocess.Popen[bytes]:
-    return pod.popen(
-        [
-            sys.executable,
-            str(STREAMCHECK),
-            "client",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--conns",
-            str(conns),
-            "--bytes",
-            str(nbytes),
-            "--seconds",
-            str(seconds),
-            "--bind-port",
-            str(bind_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    """Start streamcheck's client in ``pod``: ``conns`` verified streams of ``nbytes`` each, their
+    writes spread over ``seconds``; connections not finished after ``timeout`` seconds (default:
+    ``seconds`` + 120) count as stuck."""
+    argv = [
+        sys.executable,
+        str(STREAMCHECK),
+        "client",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--conns",
+        str(conns),
+        "--bytes",
+        str(nbytes),
+        "--seconds",
+        str(seconds),
+        "--bind-port",
+        str(bind_port),
+    ]
+    if timeout is not None:
+        argv += ["--timeout", str(timeout)]
+    return pod.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> dict[str, int]:
-    out, err = proc.communicate(timeout=timeout)
+    """Wait for a client started by :func:`start_clients`; returns its JSON result (and "stderr").
+    A client still running after ``timeout`` seconds is killed and the test fails."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"streamcheck client still running after {timeout}s: {err.decode()}") from None
     assert proc.returncode == 0, err.decode()
     result: dict[str, int] = json.loads(out.decode().strip().splitlines()[-1])
     result["stderr"] = err.decode()  # type: ignore[assignment]
     return result
+
+
+def assert_streams_intact(result: dict[str, int], conns: int, nbytes: int) -> None:
+    """Every connection of a :func:`finish` result ended, none stuck, every byte arrived intact."""
+    assert result["errors"] == 0 and result["mismatches"] == 0, result
+    assert result["connected"] == conns and result["finished"] == conns, result
+    assert result["stuck"] == 0, result
+    assert result["bytes_ok"] == conns * nbytes, result
 
 
 def run_clients(pod: LocalPod, host: str, port: int, **kwargs: int | float) -> dict[str, int]:

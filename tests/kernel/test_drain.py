@@ -1,80 +1,161 @@
 """Uninstall and upgrade with live traffic: drain (detach, wait for spliced sockets to close,
-unpin, report), and a new program version over the pinned maps."""
+unpin, report), and a new program version over the pinned maps.
+
+Each event happens while CONNS connections (2 * CONNS spliced sockets) are in the middle of
+NBYTES-long verified streams: every byte must arrive intact, in order, on every connection, and
+every connection must finish within a bound."""
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import replace
 
 import pytest
 
-from socksplice.bpf.loader import Datapath
+from socksplice.bpf.loader import PINNED_MAPS, Datapath
+from socksplice.errors import KernelError
+from socksplice.kernel import bpfsys
 from socksplice.nodeagent.agent import Agent
 from socksplice.nodeagent.draining import DrainSettings, drain
-from tests.kernel.splicing import SpliceEnv, echo_server, finish, splice_yaml, start_clients, wait_for
+from tests.kernel.splicing import (
+    SpliceEnv,
+    assert_streams_intact,
+    echo_server,
+    finish,
+    splice_yaml,
+    start_clients,
+    wait_for,
+)
 
 pytestmark = pytest.mark.kernel
 
 PORT = 9400
+CONNS = 1000
+NBYTES = 1 << 20
+FRESH_BYTES = 64 << 10
+
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_MAP_GET_FD_BY_ID = 14
+
+
+def exists(cmd: int, obj_id: int) -> bool:
+    """Whether the kernel still has the program or map with this id (held by anything at all)."""
+    try:
+        fd = bpfsys.call(cmd, bpfsys.pack_attr("=I", obj_id), "get fd by id")
+    except KernelError as exc:
+        if exc.errno == errno.ENOENT:
+            return False
+        raise
+    os.close(fd)
+    return True
+
+
+def kernel_objects(env: SpliceEnv) -> list[tuple[int, int]]:
+    """(get-fd-by-id command, id) of the data path's two programs and every pinned map."""
+    dp = env.datapath
+    objects = [(BPF_PROG_GET_FD_BY_ID, dp.sockops_id), (BPF_PROG_GET_FD_BY_ID, dp.sk_msg_id)]
+    for name in PINNED_MAPS:
+        fd = bpfsys.obj_get(str(env.settings.datapath.pin_dir / name))
+        try:
+            objects.append((BPF_MAP_GET_FD_BY_ID, bpfsys.obj_id(fd)))
+        finally:
+            os.close(fd)
+    return objects
+
+
+def assert_all_spliced(start: dict[str, int], end: dict[str, int], conns: int, stream_bytes: int) -> None:
+    """Every connection was paired and spliced, and every byte of its streams (``stream_bytes``
+    over all connections, each way) was redirected: none went through TCP."""
+    assert end["pairs_spliced"] - start["pairs_spliced"] == conns, end
+    assert end["sockets_added"] - start["sockets_added"] == 2 * conns, end
+    assert end["bytes_redirected"] - start["bytes_redirected"] == 2 * stream_bytes, end
+    assert end["msgs_fallback"] == start["msgs_fallback"], end
 
 
 def test_drain_waits_for_live_connections_then_unpins(env: SpliceEnv) -> None:
     env.apply(splice_yaml())
     client, server = env.pod("client"), env.pod("server")
+    objects = kernel_objects(env)
+    start = env.totals()
     with echo_server(server, PORT):
-        live = start_clients(client, str(server.ipv4), PORT, conns=50, nbytes=1 << 20, seconds=3.0)
-        wait_for(lambda: env.datapath.spliced_sockets() == 100, timeout=30)
+        live = start_clients(client, str(server.ipv4), PORT, conns=CONNS, nbytes=NBYTES, seconds=6.0)
+        wait_for(lambda: env.datapath.spliced_sockets() == 2 * CONNS, timeout=60)
+        assert live.poll() is None  # the drain starts in the middle of the transfers
         report = drain(env.datapath, env.agent.reconciler, settings=DrainSettings(timeout=120, interval=0.1))
         result = finish(live, timeout=120)
-    assert result["errors"] == 0 and result["mismatches"] == 0, result
-    assert result["bytes_ok"] == 50 * (1 << 20)
+        print("live:", {k: v for k, v in result.items() if k != "stderr"})
+    print("drain:", report.to_dict())
+    assert_streams_intact(result, CONNS, NBYTES)
+    assert_all_spliced(start, env.totals(), CONNS, CONNS * NBYTES)
     assert report.complete, report.to_dict()
-    assert report.spliced_at_start == 100 and report.spliced_left == 0
+    assert report.spliced_at_start == 2 * CONNS and report.spliced_left == 0
+    assert report.waited_seconds > 0.5  # it waited for the live connections to close
     assert sorted(report.detached) == ["demo/client", "demo/server"]
     for pod in env.topology.pods:
         assert env.datapath.attached(pod.cgroup) == []
-    assert "sock_hash" in report.unpinned
-    assert not env.settings.datapath.pin_dir.exists()
+    assert sorted(report.unpinned) == sorted(PINNED_MAPS)
+    assert not (env.settings.datapath.pin_root / env.settings.datapath.name).exists()
+    # once the agent lets go of its fds (drain_node closes the data path), nothing is left at all
+    env.datapath.close()
+    wait_for(lambda: not any(exists(cmd, i) for cmd, i in objects), timeout=10)
 
 
 def test_drain_timeout_reports_what_was_left_and_leftovers_finish_intact(env: SpliceEnv) -> None:
     env.apply(splice_yaml())
     client, server = env.pod("client"), env.pod("server")
+    objects = kernel_objects(env)
+    start = env.totals()
     with echo_server(server, PORT):
-        live = start_clients(client, str(server.ipv4), PORT, conns=20, nbytes=1 << 20, seconds=4.0)
-        wait_for(lambda: env.datapath.spliced_sockets() == 40, timeout=30)
+        live = start_clients(client, str(server.ipv4), PORT, conns=CONNS, nbytes=NBYTES, seconds=6.0)
+        wait_for(lambda: env.datapath.spliced_sockets() == 2 * CONNS, timeout=60)
         report = drain(env.datapath, env.agent.reconciler, settings=DrainSettings(timeout=0.0))
+        assert live.poll() is None  # drained and unpinned in the middle of the transfers
         result = finish(live, timeout=120)
+        print("live:", {k: v for k, v in result.items() if k != "stderr"})
+    print("drain:", report.to_dict())
     assert not report.complete
-    assert report.spliced_left == 40
+    assert report.spliced_at_start == 2 * CONNS and report.spliced_left == 2 * CONNS
+    assert sorted(report.detached) == ["demo/client", "demo/server"]
+    assert sorted(report.unpinned) == sorted(PINNED_MAPS)
     assert not env.settings.datapath.pin_dir.exists()
-    # unpinned while spliced: those connections still finish with every byte, in order
-    assert result["errors"] == 0 and result["mismatches"] == 0, result
-    assert result["bytes_ok"] == 20 * (1 << 20)
+    # unpinned while spliced: those connections still finish with every byte, in order, spliced
+    assert_streams_intact(result, CONNS, NBYTES)
+    assert_all_spliced(start, env.totals(), CONNS, CONNS * NBYTES)
+    wait_for(lambda: env.datapath.spliced_sockets() == 0, timeout=10)  # the kernel removed them on close
+    env.datapath.close()
+    wait_for(lambda: not any(exists(cmd, i) for cmd, i in objects), timeout=10)
 
 
 def test_upgrade_replaces_programs_over_pinned_maps_with_live_connections(env: SpliceEnv) -> None:
-    """A new program build (another SS_PROGRAM_TAG) adopts the pins while 200 connections run."""
+    """A new program build (another SS_PROGRAM_TAG) adopts the pins while CONNS connections run."""
     env.apply(splice_yaml())
     client, server = env.pod("client"), env.pod("server")
     old_ids = (env.datapath.sockops_id, env.datapath.sk_msg_id)
     settings = replace(env.settings, datapath=replace(env.settings.datapath, program_tag=2))
+    start = env.totals()
     with echo_server(server, PORT):
-        live = start_clients(client, str(server.ipv4), PORT, conns=200, nbytes=1 << 20, seconds=3.0)
-        wait_for(lambda: env.datapath.spliced_sockets() == 400, timeout=60)
+        live = start_clients(client, str(server.ipv4), PORT, conns=CONNS, nbytes=NBYTES, seconds=10.0)
+        wait_for(lambda: env.datapath.spliced_sockets() == 2 * CONNS, timeout=60)
         new = Datapath.load(settings.datapath)
         try:
             agent = Agent(settings, env.agent.source, new)
             agent.step(force=True)
+            assert live.poll() is None  # upgraded in the middle of the transfers
+            print(f"upgrade: new programs loaded in {new.load_seconds:.1f}s")
             assert new.adopted
+            assert new.spliced_sockets() == 2 * CONNS
             assert (new.sockops_id, new.sk_msg_id) != old_ids
             for pod in env.topology.pods:
                 assert new.attached(pod.cgroup) == [new.sockops_id]
             before = new.totals()["pairs_spliced"]
-            fresh = finish(start_clients(client, str(server.ipv4), PORT, conns=4, nbytes=64 << 10))
+            fresh = finish(start_clients(client, str(server.ipv4), PORT, conns=4, nbytes=FRESH_BYTES))
             assert new.totals()["pairs_spliced"] - before == 4  # new connections: the new programs
-            result = finish(live, timeout=180)
+            result = finish(live, timeout=120)
+            print("live:", {k: v for k, v in result.items() if k != "stderr"})
+            end = new.totals()
         finally:
             new.close()
-    assert fresh["errors"] == 0 and fresh["mismatches"] == 0, fresh
-    assert result["errors"] == 0 and result["mismatches"] == 0, result
-    assert result["bytes_ok"] == 200 * (1 << 20)
+    assert_streams_intact(fresh, 4, FRESH_BYTES)
+    assert_streams_intact(result, CONNS, NBYTES)
+    assert_all_spliced(start, end, CONNS + 4, CONNS * NBYTES + 4 * FRESH_BYTES)
