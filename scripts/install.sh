@@ -25,7 +25,17 @@ APT_PACKAGES=(
 # Only for tests (SOCKSPLICE_DEV=1, the default): the image does not carry them.
 APT_DEV_PACKAGES=(
   prometheus                          # tests/kernel/test_prometheus.py scrapes a real agent
+  nginx wrk curl                      # conformance programs (socksplice.conformance.programs):
+  redis-server redis-tools            #   nginx + wrk/curl, redis-server + redis-cli/-benchmark
 )
+# Debian's nginx, redis-server and prometheus packages enable a system service and start it on
+# install (ports 80, 6379, 9090). The tests start their own instances inside pods and need only
+# the binaries, so a package this script installs must leave no daemon running, now or after a
+# reboot: apt runs with service starts denied (a temporary /usr/sbin/policy-rc.d that answers
+# 101, which invoke-rc.d and deb-systemd-invoke honour; an existing one, such as a container's,
+# is kept as it is) and, under systemd, the units below are then disabled and stopped. Only
+# units of packages installed by this run are touched: a machine's own nginx keeps its service.
+declare -A SERVICE_UNITS=([nginx]=nginx [redis-server]=redis-server [prometheus]=prometheus)
 DEV="${SOCKSPLICE_DEV:-1}"
 
 log() { printf 'install: %s\n' "$*" >&2; }
@@ -41,7 +51,30 @@ install_apt() {
   log "apt: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  local policy=/usr/sbin/policy-rc.d own_policy=0
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\n# socksplice install.sh: no service starts during this install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    own_policy=1
+  fi
+  local rc=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  if [[ "$own_policy" == 1 ]]; then rm -f "$policy"; trap - EXIT; fi
+  ((rc == 0)) || return "$rc"
+  disable_services "${missing[@]}"
+}
+
+disable_services() {
+  local p units=()
+  for p in "$@"; do
+    if [[ -n "${SERVICE_UNITS[$p]:-}" ]]; then units+=("${SERVICE_UNITS[$p]}.service"); fi
+  done
+  ((${#units[@]} > 0)) || return 0
+  if [[ -d /run/systemd/system ]]; then
+    log "apt: disabling the system services ${units[*]} (tests run their own instances)"
+    systemctl disable --now --quiet "${units[@]}" || log "apt: could not disable ${units[*]}"
+  fi
 }
 
 install_venv() {

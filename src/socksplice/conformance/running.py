@@ -23,6 +23,7 @@ from typing import Any
 
 from socksplice.api.socketsplice import Mode
 from socksplice.bpf.loader import Datapath, DatapathSettings
+from socksplice.conformance import programs
 from socksplice.conformance.apps import APPS
 from socksplice.conformance.scenarios import Scenario
 from socksplice.local.podsfile import default_cluster
@@ -110,11 +111,15 @@ class Outcome:
     """Connections the run paired (spliced, or counted as spliceable in DryRun)."""
     left_in_map: int = 0
     """Sockets still in the SOCKHASH 10 s after the run ended (must be 0: baseline)."""
+    expected: Any = None
+    """For real programs: the trace of a correct run (a plain run that differs is broken)."""
     notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
         """A program of the plain run failed: the scenario itself is broken, not the splice."""
+        if self.expected is not None and self.plain != self.expected:
+            return True
         traces = self.plain if isinstance(self.plain, list) else [self.plain]
         return any(
             not isinstance(t, dict) or any(isinstance(v, dict) and "error" in v for v in t.values())
@@ -157,8 +162,8 @@ def _endpoints(env: Env, s: Scenario) -> list[Endpoints]:
     return [Endpoints(server, "::", PORT, client, str(server.ipv4), PORT)]
 
 
-def _app(app: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "socksplice.conformance.apps", app, *args]
+def _app(s: Scenario, *args: str) -> list[str]:
+    return [sys.executable, "-m", f"socksplice.conformance.{s.runner}", s.app, *args]
 
 
 def _json_line(out: bytes) -> Any:
@@ -174,7 +179,7 @@ def run_once(env: Env, s: Scenario) -> Any:
         pairs = _endpoints(env, s)
         for e in pairs:
             proc = e.server.popen(
-                _app(s.app, "server", "--port", str(e.listen_port), "--bind", e.bind),
+                _app(s, "server", "--port", str(e.listen_port), "--bind", e.bind),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
@@ -186,7 +191,7 @@ def run_once(env: Env, s: Scenario) -> Any:
             servers.append(proc)
         for e in pairs:
             proc = e.client.popen(
-                _app(s.app, "client", "--host", e.host, "--port", str(e.port)),
+                _app(s, "client", "--host", e.host, "--port", str(e.port)),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
@@ -195,6 +200,8 @@ def run_once(env: Env, s: Scenario) -> Any:
         for c, srv in zip(clients, servers, strict=True):
             client_trace = _collect(c, TIMEOUT)
             failed = isinstance(client_trace, dict) and "error" in client_trace
+            if s.runner == "programs" and srv.poll() is None:
+                srv.terminate()  # a real server runs until told to stop, then prints its trace
             traces.append({"client": client_trace, "server": _collect(srv, 5.0 if failed else TIMEOUT)})
     return traces[0] if len(traces) == 1 else traces
 
@@ -237,8 +244,8 @@ def run_scenarios(
     """Every scenario plain, then every scenario in each mode (one policy change per mode).
     Returns one outcome per mode and scenario, mode by mode in the order of ``modes``."""
     for s in scenarios:
-        if s.app not in APPS:
-            raise ValueError(f"{s.name}: unknown app {s.app}")
+        if s.app not in (APPS if s.runner == "apps" else programs.PROGRAMS):
+            raise ValueError(f"{s.name}: unknown {s.runner} entry {s.app}")
     env.set_mode(None)
     plain = [run_once(env, s) for s in scenarios]
     outcomes: list[Outcome] = []
@@ -248,6 +255,8 @@ def run_scenarios(
             for s, trace in zip(scenarios, plain, strict=True):
                 before = env.datapath.totals()
                 o = Outcome(s, trace, run_once(env, s), mode=mode)
+                if s.runner == "programs":
+                    o.expected = programs.expected(s.app)
                 after = env.datapath.totals()
                 o.redirected = after["bytes_redirected"] - before["bytes_redirected"]
                 paired = "pairs_dryrun" if mode is Mode.DRY_RUN else "pairs_spliced"

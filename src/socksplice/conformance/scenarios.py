@@ -8,6 +8,9 @@ from typing import Literal
 
 Address = Literal["pod-ipv4", "pod-ipv6", "ipv4-listener", "service-vip", "loopback-two-pods"]
 Suite = Literal["fast", "full"]
+Runner = Literal["apps", "programs"]
+"""``apps``: the suite's own Python programs; ``programs``: real programs from Debian packages
+(``socksplice.conformance.programs``: their servers run until SIGTERM)."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,7 @@ class Scenario:
     """One line for the table: what the application does."""
     address: Address = "pod-ipv4"
     suite: Suite = "fast"
+    runner: Runner = "apps"
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -60,6 +64,35 @@ SCENARIOS: tuple[Scenario, ...] = (
         "churn-1000-per-s",
         "1,000 connections/s for 60 s: connect, echo, close",
         suite="full",
+    ),
+    Scenario(
+        "nginx-wrk",
+        "nginx-wrk",
+        "nginx, wrk -t2 -c32 -d3s keep-alive, every 16 KiB body checked",
+        suite="full",
+        runner="programs",
+    ),
+    Scenario(
+        "nginx-curl",
+        "nginx-curl",
+        "curl against nginx: keep-alive, a byte range, HTTP/1.0; sha256 of each body",
+        suite="full",
+        runner="programs",
+    ),
+    Scenario(
+        "redis",
+        "redis",
+        "redis-server: 1 B-1 MiB SET/GET, redis-cli --pipe 10,000 keys, redis-benchmark",
+        suite="full",
+        runner="programs",
+    ),
+    Scenario("iperf3", "iperf3", "iperf3 -t 2 -J, server iperf3 -s -1", suite="full", runner="programs"),
+    Scenario(
+        "sockperf",
+        "sockperf",
+        "sockperf ping-pong 2 s, 64 B-16 KiB messages: none dropped, duplicated or reordered",
+        suite="full",
+        runner="programs",
     ),
 )
 
