@@ -38,6 +38,13 @@ NBYTES = 1 << 20
 FRESH_BYTES = 64 << 10
 
 
+def spawn_agent(argv: list[str], topology: LocalTopology) -> subprocess.Popen[bytes]:
+    """The agent's log goes to a file (a pipe nobody reads would block a chatty agent)."""
+    assert topology.state_dir is not None
+    with open(topology.state_dir / "agent.log", "ab") as log:
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+
+
 @contextmanager
 def agent_process(
     topology: LocalTopology, pin_root: Path, state_dir: Path
@@ -69,7 +76,7 @@ def agent_process(
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = spawn_agent(argv, topology)
         procs.append(p)
         return p
 
@@ -111,7 +118,7 @@ def test_sigkill_and_restart_loses_nothing(topology: LocalTopology, pin_root: Pa
             procs[0].wait()
             assert live.poll() is None  # the agent died in the middle of the transfers
             os.unlink(topology.state_dir / "status.json")
-            procs.append(subprocess.Popen(procs[0].args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            procs.append(spawn_agent(list(procs[0].args), topology))  # type: ignore[arg-type]
             wait_for(lambda: len(status(topology).get("attachedPods", [])) == 2, timeout=60)
             print(f"restart: agent back after {time.monotonic() - killed:.1f}s")
             st = status(topology)
