@@ -17,7 +17,9 @@ Result = dict[str, Any]
 INTRO = (
     "Each kernel runs the same checks (`socksplice.matrix.checks`): `socksplice doctor --json`, "
     "the agent in local mode until it attaches the demo pods, the data-path tests, and "
-    "`socksplice conformance --json` when the project has it. Debian's cloud kernels boot "
+    "`socksplice conformance --json` when the project has it. Conformance passes when the "
+    "default mode (DryRun) shows no difference from plain TCP and SpliceRelaxedReceive none "
+    "beyond the documented ones (docs/hazards.md). Debian's cloud kernels boot "
     "under qemu (TCG) from an image built from Debian packages; `running` is this machine's "
     "kernel, checked in place. See `src/socksplice/matrix/__init__.py`."
 )
