@@ -56,7 +56,7 @@ def test_selected_pods_are_spliced(cluster: Cluster, namespace: str, agent: str,
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "SocketSplice",
             "metadata": {"name": "e2e"},
-            "spec": {"podSelector": {"matchLabels": {"socksplice": "on"}}},
+            "spec": {"podSelector": {"matchLabels": {"socksplice": "on"}}, "mode": "SpliceRelaxedReceive"},
         },
     )
     server_ip = wait_for(
