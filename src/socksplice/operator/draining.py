@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from socksplice import kubeconfig
 from socksplice.api.socketsplice import GROUP, VERSION
 from socksplice.api.status import SPLICENODE_PLURAL, parse_timestamp, timestamp
+from socksplice.errors import SockspliceError
 
 ANNOTATION = "socksplice.io/drain-requested"
 TIMEOUT_ANNOTATION = "socksplice.io/drain-timeout-seconds"
@@ -185,23 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     return _main(a)
 
 
-def _load_config() -> None:
-    from kubernetes import config
-
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-
-
 def _main(a: argparse.Namespace) -> int:
     from kubernetes.client.exceptions import ApiException
-    from kubernetes.config import ConfigException
 
     try:
-        _load_config()
+        kubeconfig.load()
         drains, requested, waited = run(Api(), a.node, a.timeout)
-    except (ApiException, ConfigException, OSError, ValueError) as exc:
+    except (ApiException, SockspliceError, OSError, ValueError) as exc:
         print(f"socksplice drain: {exc}", file=sys.stderr)
         return ERROR_EXIT
     if a.json:

@@ -11,7 +11,8 @@ import argparse
 import logging
 import sys
 
-from socksplice.errors import PermanentError, SockspliceError
+from socksplice import kubeconfig
+from socksplice.errors import SockspliceError
 
 log = logging.getLogger("socksplice.operator")
 
@@ -25,18 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_kube_config() -> None:
-    from kubernetes import config
-
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        try:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError) as exc:
-            raise PermanentError(f"no Kubernetes credentials: {exc}") from exc
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
@@ -47,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from socksplice.operator import handlers
 
     try:
-        load_kube_config()
+        kubeconfig.load()
     except SockspliceError as exc:
         log.error("operator: %s", exc)
         return 1

@@ -6,25 +6,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from socksplice.errors import PermanentError
+from socksplice import kubeconfig
 from socksplice.kernel import cgroup2
 from socksplice.nodeagent.agent import Agent, Source
 from socksplice.nodeagent.cluster.drainrequest import DrainRequests, kube_fns
 from socksplice.nodeagent.cluster.locating import Locator
 from socksplice.nodeagent.cluster.sink import SpliceNodeSink
 from socksplice.nodeagent.cluster.source import ClusterSource
-
-
-def load_kube_config() -> None:
-    from kubernetes import config
-
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        try:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError) as exc:
-            raise PermanentError(f"no Kubernetes credentials: {exc}") from exc
 
 
 def doctor_results() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -37,7 +25,7 @@ def doctor_results() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def cluster_front_door(
     node: str, cgroup_root: Path | None, proc: Path
 ) -> tuple[ClusterSource, SpliceNodeSink]:
-    load_kube_config()
+    kubeconfig.load()
     root = cgroup_root if cgroup_root is not None else cgroup2.find_root()
     source = ClusterSource(node, Locator(root, proc), drains=DrainRequests(node, *kube_fns(node)))
     source.start()
