@@ -57,6 +57,16 @@ def _samples(obj: Mapping[str, Any], kind: str) -> tuple[float, ...]:
     return tuple(float(v) for v in raw)
 
 
+def _latency_fields(o: Mapping[str, Any], kind: str) -> dict[str, float]:
+    """The latency distribution every sslg latency result carries (microseconds)."""
+    return {f: _float(o, f, kind) for f in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us")}
+
+
+def _cpu_fields(o: Mapping[str, Any], kind: str) -> dict[str, float]:
+    """The client's CPU time and the run's wall time (seconds)."""
+    return {f: _float(o, f, kind) for f in ("cpu_user_s", "cpu_sys_s", "elapsed_s")}
+
+
 @dataclass(frozen=True)
 class LatencyResult:
     """Round-trip latency of ``sslg echo`` or ``sslg rr`` (microseconds; nearest-rank percentiles).
@@ -93,16 +103,9 @@ class LatencyResult:
             workload=str(_get(o, "workload", kind)),
             size=_int(o, "size", kind),
             count=_int(o, "count", kind),
-            p50_us=_float(o, "p50_us", kind),
-            p90_us=_float(o, "p90_us", kind),
-            p99_us=_float(o, "p99_us", kind),
-            p999_us=_float(o, "p999_us", kind),
-            max_us=_float(o, "max_us", kind),
-            mean_us=_float(o, "mean_us", kind),
+            **_latency_fields(o, kind),
             stalls=_int(o, "stalls_over_10ms", kind),
-            cpu_user_s=_float(o, "cpu_user_s", kind),
-            cpu_sys_s=_float(o, "cpu_sys_s", kind),
-            elapsed_s=_float(o, "elapsed_s", kind),
+            **_cpu_fields(o, kind),
             resp_size=_int(o, "resp", kind) if "resp" in o else None,
             min_us=_float(o, "min_us", kind) if "min_us" in o else 0.0,
             spurious_eagain=_int(o, "spurious_eagain", kind) if "spurious_eagain" in o else 0,
@@ -171,16 +174,9 @@ class RateResult:
             size=_int(o, "size", kind),
             connections=_int(o, "connections", kind),
             connections_per_s=_float(o, "connections_per_s", kind),
-            p50_us=_float(o, "p50_us", kind),
-            p90_us=_float(o, "p90_us", kind),
-            p99_us=_float(o, "p99_us", kind),
-            p999_us=_float(o, "p999_us", kind),
-            max_us=_float(o, "max_us", kind),
-            mean_us=_float(o, "mean_us", kind),
+            **_latency_fields(o, kind),
             stalls=_int(o, "stalls_over_10ms", kind),
-            cpu_user_s=_float(o, "cpu_user_s", kind),
-            cpu_sys_s=_float(o, "cpu_sys_s", kind),
-            elapsed_s=_float(o, "elapsed_s", kind),
+            **_cpu_fields(o, kind),
             close=str(o.get("close", "client")),
             spurious_eagain=_int(o, "spurious_eagain", kind) if "spurious_eagain" in o else 0,
             samples_us=_samples(o, kind),
@@ -215,15 +211,8 @@ class ConcResult:
             connections=_int(o, "connections", kind),
             transactions=_int(o, "count", kind),
             transactions_per_s=_float(o, "transactions_per_s", kind),
-            p50_us=_float(o, "p50_us", kind),
-            p90_us=_float(o, "p90_us", kind),
-            p99_us=_float(o, "p99_us", kind),
-            p999_us=_float(o, "p999_us", kind),
-            max_us=_float(o, "max_us", kind),
-            mean_us=_float(o, "mean_us", kind),
-            cpu_user_s=_float(o, "cpu_user_s", kind),
-            cpu_sys_s=_float(o, "cpu_sys_s", kind),
-            elapsed_s=_float(o, "elapsed_s", kind),
+            **_latency_fields(o, kind),
+            **_cpu_fields(o, kind),
         )
 
 
