@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from socksplice.api.manifests import load_manifests
+from socksplice.api.socketsplice import Mode
 from socksplice.errors import PermanentError
 from socksplice.local import state
 from socksplice.local.podsfile import default_cluster, load_local_pods
@@ -57,7 +58,13 @@ def _apply(args: argparse.Namespace) -> int:
             target.write_text(text)
         else:
             shutil.copyfile(args.file, target) if len(splices) == 1 else target.write_text(text)
-        print(f"socketsplice.socksplice.io/{s.name} configured (namespace {s.namespace})")
+        print(f"socketsplice.socksplice.io/{s.name} configured (namespace {s.namespace}, mode {s.spec.mode})")
+        if s.spec.mode is Mode.DRY_RUN:
+            print(
+                f"  {s.name}: DryRun counts what would be spliced and changes nothing; set "
+                f"spec.mode: {Mode.SPLICE} to splice (docs/socketsplice.md#mode)",
+                file=sys.stderr,
+            )
     return 0
 
 
