@@ -318,6 +318,7 @@ def test_agent_rbac_reads_pods_and_splices_writes_only_splicenodes(default_objs:
     rules = rules_of(default_objs, "ClusterRole", "-agent")
     assert rules == {
         "core/pods": {"get", "list", "watch"},
+        "core/nodes": {"get"},  # the uid that makes its Node own the SpliceNode
         "socksplice.io/socketsplices": {"get", "list", "watch"},
         "socksplice.io/splicenodes": {"get", "list", "watch", "create"},
         "socksplice.io/splicenodes/status": {"get", "update", "patch"},

@@ -15,7 +15,7 @@ import pytest
 from socksplice.errors import TemporaryError
 from socksplice.nodeagent.cluster.cgroups import FsTree
 from socksplice.nodeagent.cluster.locating import Locator, netns_of, qos_classes
-from socksplice.nodeagent.cluster.sink import splicenode_object
+from socksplice.nodeagent.cluster.sink import SpliceNodeSink, splicenode_object
 from socksplice.nodeagent.cluster.source import ClusterSource, build_snapshot
 from socksplice.nodeagent.targets import PodLocation
 from tests.unit.fixtures import recorded as apifixtures
@@ -71,6 +71,19 @@ def test_qos_classes() -> None:
 def test_splicenode_object() -> None:
     obj = splicenode_object("node-a")
     assert (obj["kind"], obj["metadata"]["name"], obj["spec"]) == ("SpliceNode", "node-a", {})
+    assert "ownerReferences" not in obj["metadata"]
+
+
+def test_splicenode_is_owned_by_its_node() -> None:
+    [owner] = splicenode_object("node-a", "6c1d0f55-9a2e-4c1b-8d33-0e7f3a2b9c10")["metadata"][
+        "ownerReferences"
+    ]
+    assert owner == {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "name": "node-a",
+        "uid": "6c1d0f55-9a2e-4c1b-8d33-0e7f3a2b9c10",
+    }
 
 
 def _proc_tree(tmp_path: Path) -> tuple[Path, Path]:
@@ -130,3 +143,45 @@ def test_real_process_in_its_own_netns(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
         cgroup2.remove_tree(root)
+
+
+class _FakeApiServer:
+    """Just enough of the API server for SpliceNodeSink: SpliceNodes by name, one Node."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.splicenodes: dict[str, dict[str, Any]] = {}
+
+    def read_node(self, name: str) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        if self.node is None or name != self.node.metadata.name:
+            raise ApiException(status=403, reason="Forbidden")
+        return self.node
+
+    def create_cluster_custom_object(self, group: str, version: str, plural: str, body: Any) -> None:
+        self.splicenodes[body["metadata"]["name"]] = body
+
+    def patch_cluster_custom_object_status(
+        self, group: str, version: str, plural: str, name: str, body: Any
+    ) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        if name not in self.splicenodes:
+            raise ApiException(status=404, reason="Not Found")
+        self.splicenodes[name]["status"] = body["status"]
+
+
+@pytest.mark.parametrize("readable", [True, False])
+def test_first_publish_creates_the_splicenode_owned_by_its_node(readable: bool) -> None:
+    from kubernetes.client import V1Node, V1ObjectMeta
+
+    node = V1Node(metadata=V1ObjectMeta(name="node-a", uid="6c1d0f55-9a2e-4c1b-8d33-0e7f3a2b9c10"))
+    server = _FakeApiServer(node if readable else None)
+    sink = SpliceNodeSink("node-a", api=server, core=server)
+    sink.publish({"attachedPods": [], "splicedSockets": 0})
+    sink.publish({"attachedPods": [], "splicedSockets": 2})
+    created = server.splicenodes["node-a"]
+    owners = created["metadata"].get("ownerReferences", [])
+    assert [o["uid"] for o in owners] == (["6c1d0f55-9a2e-4c1b-8d33-0e7f3a2b9c10"] if readable else [])
+    assert created["status"]["splicedSockets"] == 2

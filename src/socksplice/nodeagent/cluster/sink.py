@@ -1,12 +1,15 @@
 """``SpliceNodeSink``: the agent's status as this node's SpliceNode (status subresource).
 
-The object is named after the node and created on first publish; afterwards only its status is
-patched. The doctor's failed checks and the hazards are measured once at start and carried in
-every publication. API errors become TemporaryError (the agent logs them and tries again).
+The object is named after the node and created on first publish, owned by the Node (an
+ownerReference, so deleting the Node deletes its SpliceNode; without permission to read the Node
+it is created without one); afterwards only its status is patched. The doctor's failed checks
+and the hazards are measured once at start and carried in every publication. API errors become
+TemporaryError (the agent logs them and tries again).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,14 +23,15 @@ from socksplice.api.status import (
 )
 from socksplice.errors import TemporaryError
 
+log = logging.getLogger(__name__)
 
-def splicenode_object(node: str) -> dict[str, Any]:
-    return {
-        "apiVersion": SPLICENODE_API_VERSION,
-        "kind": SPLICENODE_KIND,
-        "metadata": {"name": node, "labels": {"app.kubernetes.io/part-of": "socksplice"}},
-        "spec": {},
-    }
+
+def splicenode_object(node: str, node_uid: str = "") -> dict[str, Any]:
+    """The SpliceNode for ``node``; with the Node's ``node_uid``, owned by it."""
+    metadata: dict[str, Any] = {"name": node, "labels": {"app.kubernetes.io/part-of": "socksplice"}}
+    if node_uid:
+        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid}]
+    return {"apiVersion": SPLICENODE_API_VERSION, "kind": SPLICENODE_KIND, "metadata": metadata, "spec": {}}
 
 
 class SpliceNodeSink:
@@ -37,6 +41,7 @@ class SpliceNodeSink:
         doctor: Sequence[Mapping[str, Any]] = (),
         hazards: Sequence[Mapping[str, Any]] = (),
         api: Any = None,
+        core: Any = None,
     ) -> None:
         from kubernetes import client
 
@@ -44,6 +49,20 @@ class SpliceNodeSink:
         self.doctor = list(doctor)
         self.hazards = list(hazards)
         self.api = api if api is not None else client.CustomObjectsApi()
+        self.core = core if core is not None else client.CoreV1Api()
+
+    def node_uid(self) -> str:
+        """The Node's uid, or "" when it cannot be read (the SpliceNode is then not owned)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            metadata = self.core.read_node(self.node).metadata
+            return str(metadata.uid or "") if metadata is not None else ""
+        except ApiException as exc:
+            log.warning(
+                "SpliceNode %s: created without an owner: Node not readable: %s", self.node, exc.status
+            )
+            return ""
 
     def publish(self, status: dict[str, Any]) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -58,7 +77,7 @@ class SpliceNodeSink:
                 if exc.status != 404:
                     raise
                 self.api.create_cluster_custom_object(
-                    GROUP, VERSION, SPLICENODE_PLURAL, splicenode_object(self.node)
+                    GROUP, VERSION, SPLICENODE_PLURAL, splicenode_object(self.node, self.node_uid())
                 )
                 self.api.patch_cluster_custom_object_status(
                     GROUP, VERSION, SPLICENODE_PLURAL, self.node, body
