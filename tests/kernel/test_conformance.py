@@ -88,7 +88,7 @@ def test_markdown_has_a_table_per_mode_with_one_row_per_scenario(tmp_path: Path)
         _outcome("blocking-echo", {"client": {"eof": 0}}, {"client": {"eof": 0}}),
         _outcome("so-rcvlowat", {"client": {"r": 1000}}, {"client": {"r": 500}}),
     ]
-    text = rendering.markdown(outcomes, {}, "socksplice conformance --markdown x.md")
+    text = rendering.markdown(outcomes, "socksplice conformance --markdown x.md")
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 6  # (header + 2) per mode
     assert "## DryRun (default)" in text and "## SpliceRelaxedReceive (opt-in)" in text

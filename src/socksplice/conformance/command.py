@@ -77,15 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     except SockspliceError as exc:
         print(f"conformance: cannot run: {exc}", file=sys.stderr)
         return 2
-    mode = data_path_mode()
+    data_path = data_path_mode()
     if a.json:
-        print(json.dumps(rendering.document(outcomes, mode), indent=2, sort_keys=True))
+        print(json.dumps(rendering.document(outcomes, data_path), indent=2, sort_keys=True))
     else:
         print(rendering.table(outcomes))
     if a.markdown:
         only = "".join(f" --mode {m.value}" for m in modes) if a.mode else ""
         cmd = "socksplice conformance" + (" --full" if a.full else "") + only + f" --markdown {a.markdown}"
-        a.markdown.write_text(rendering.markdown(outcomes, mode, cmd))
+        a.markdown.write_text(rendering.markdown(outcomes, cmd))
     if a.strict:
         return 0 if rendering.differences(outcomes) == 0 else 1
     return 0 if rendering.undocumented(outcomes) == 0 else 1

@@ -36,9 +36,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-Trace = dict[str, Any]
+from socksplice.conformance.probing import Trace
 
 SEED = 0x50C5
 FILES: dict[str, int] = {"100.bin": 100, "16k.bin": 16 << 10, "1m.bin": 1 << 20}

@@ -248,15 +248,14 @@ def run_scenarios(
             raise ValueError(f"{s.name}: unknown {s.runner} entry {s.app}")
     env.set_mode(None)
     plain = [run_once(env, s) for s in scenarios]
+    expected = [programs.expected(s.app) if s.runner == "programs" else None for s in scenarios]
     outcomes: list[Outcome] = []
     try:
         for mode in modes:
             env.set_mode(mode)
-            for s, trace in zip(scenarios, plain, strict=True):
+            for s, trace, correct in zip(scenarios, plain, expected, strict=True):
                 before = env.datapath.totals()
-                o = Outcome(s, trace, run_once(env, s), mode=mode)
-                if s.runner == "programs":
-                    o.expected = programs.expected(s.app)
+                o = Outcome(s, trace, run_once(env, s), mode=mode, expected=correct)
                 after = env.datapath.totals()
                 o.redirected = after["bytes_redirected"] - before["bytes_redirected"]
                 paired = "pairs_dryrun" if mode is Mode.DRY_RUN else "pairs_spliced"
