@@ -180,6 +180,27 @@ def assert_streams_intact(result: dict[str, int], conns: int, nbytes: int) -> No
     assert result["bytes_ok"] == conns * nbytes, result
 
 
+LIVE_CONNS = 1000
+"""Connections running verified streams through each lifecycle event (drain, upgrade, restart, ...)."""
+LIVE_BYTES = 1 << 20
+"""Bytes each of them sends (and gets echoed back)."""
+FRESH_BYTES = 64 << 10
+"""Bytes of each connection opened after an event, to see how new connections are treated."""
+
+
+def assert_all_spliced(
+    end: dict[str, int], conns: int, stream_bytes: int, start: dict[str, int] | None = None
+) -> None:
+    """Between the data path counters ``start`` (None: fresh maps) and ``end``, every connection
+    was paired and spliced, and every byte of its streams (``stream_bytes`` over all connections,
+    each way) was redirected: none went through TCP."""
+    s = start or dict.fromkeys(end, 0)
+    assert end["pairs_spliced"] - s["pairs_spliced"] == conns, end
+    assert end["sockets_added"] - s["sockets_added"] == 2 * conns, end
+    assert end["bytes_redirected"] - s["bytes_redirected"] == 2 * stream_bytes, end
+    assert end["msgs_fallback"] == s["msgs_fallback"], end
+
+
 def run_clients(pod: LocalPod, host: str, port: int, **kwargs: int | float) -> dict[str, int]:
     return finish(start_clients(pod, host, port, **kwargs))  # type: ignore[arg-type]
 

@@ -19,7 +19,11 @@ from socksplice.kernel import bpfsys
 from socksplice.nodeagent.agent import Agent
 from socksplice.nodeagent.draining import DrainSettings, drain
 from tests.kernel.splicing import (
+    FRESH_BYTES,
+    LIVE_BYTES,
+    LIVE_CONNS,
     SpliceEnv,
+    assert_all_spliced,
     assert_streams_intact,
     echo_server,
     finish,
@@ -31,9 +35,8 @@ from tests.kernel.splicing import (
 pytestmark = pytest.mark.kernel
 
 PORT = 9400
-CONNS = 1000
-NBYTES = 1 << 20
-FRESH_BYTES = 64 << 10
+CONNS = LIVE_CONNS
+NBYTES = LIVE_BYTES
 
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_MAP_GET_FD_BY_ID = 14
@@ -64,15 +67,6 @@ def kernel_objects(env: SpliceEnv) -> list[tuple[int, int]]:
     return objects
 
 
-def assert_all_spliced(start: dict[str, int], end: dict[str, int], conns: int, stream_bytes: int) -> None:
-    """Every connection was paired and spliced, and every byte of its streams (``stream_bytes``
-    over all connections, each way) was redirected: none went through TCP."""
-    assert end["pairs_spliced"] - start["pairs_spliced"] == conns, end
-    assert end["sockets_added"] - start["sockets_added"] == 2 * conns, end
-    assert end["bytes_redirected"] - start["bytes_redirected"] == 2 * stream_bytes, end
-    assert end["msgs_fallback"] == start["msgs_fallback"], end
-
-
 def test_drain_waits_for_live_connections_then_unpins(env: SpliceEnv) -> None:
     env.apply(splice_yaml())
     client, server = env.pod("client"), env.pod("server")
@@ -87,7 +81,7 @@ def test_drain_waits_for_live_connections_then_unpins(env: SpliceEnv) -> None:
         print("live:", {k: v for k, v in result.items() if k != "stderr"})
     print("drain:", report.to_dict())
     assert_streams_intact(result, CONNS, NBYTES)
-    assert_all_spliced(start, env.totals(), CONNS, CONNS * NBYTES)
+    assert_all_spliced(env.totals(), CONNS, CONNS * NBYTES, start)
     assert report.complete, report.to_dict()
     assert report.spliced_at_start == 2 * CONNS and report.spliced_left == 0
     assert report.waited_seconds > 0.5  # it waited for the live connections to close
@@ -121,7 +115,7 @@ def test_drain_timeout_reports_what_was_left_and_leftovers_finish_intact(env: Sp
     assert not env.settings.datapath.pin_dir.exists()
     # unpinned while spliced: those connections still finish with every byte, in order, spliced
     assert_streams_intact(result, CONNS, NBYTES)
-    assert_all_spliced(start, env.totals(), CONNS, CONNS * NBYTES)
+    assert_all_spliced(env.totals(), CONNS, CONNS * NBYTES, start)
     wait_for(lambda: env.datapath.spliced_sockets() == 0, timeout=10)  # the kernel removed them on close
     env.datapath.close()
     wait_for(lambda: not any(exists(cmd, i) for cmd, i in objects), timeout=10)
@@ -158,4 +152,4 @@ def test_upgrade_replaces_programs_over_pinned_maps_with_live_connections(env: S
             new.close()
     assert_streams_intact(fresh, 4, FRESH_BYTES)
     assert_streams_intact(result, CONNS, NBYTES)
-    assert_all_spliced(start, end, CONNS + 4, CONNS * NBYTES + 4 * FRESH_BYTES)
+    assert_all_spliced(end, CONNS + 4, CONNS * NBYTES + 4 * FRESH_BYTES, start)
