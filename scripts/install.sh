@@ -25,7 +25,7 @@ APT_PACKAGES=(
 # Only for tests (SOCKSPLICE_DEV=1, the default): the image does not carry them.
 APT_DEV_PACKAGES=(
   prometheus                          # tests/kernel/test_prometheus.py scrapes a real agent
-  nginx wrk curl                      # conformance programs (socksplice.conformance.programs):
+  nginx wrk curl                      # conformance programs (socksplice.tools.conformance.programs):
   redis-server redis-tools            #   nginx + wrk/curl, redis-server + redis-cli/-benchmark
 )
 # Debian's nginx, redis-server and prometheus packages enable a system service and start it on
@@ -104,6 +104,8 @@ install_venv() {
 build_loadgen() {
   log "loadgen: building"
   make -s -C "$ROOT/loadgen"
+  # Installed beside the venv's python, where socksplice.tools.workloads looks for it.
+  install -m 755 "$ROOT/loadgen/bin/sslg" "$VENV/bin/sslg"
 }
 
 install_apt

@@ -17,9 +17,9 @@ from socksplice.errors import KernelUnsupported, SockspliceError
 
 # name -> (module whose main(argv) runs it, help)
 PASSTHROUGH: dict[str, tuple[str, str]] = {
-    "bench": ("socksplice.bench.main", "plain TCP vs spliced vs AF_UNIX, interleaved, with repeats"),
+    "bench": ("socksplice.tools.bench.main", "plain TCP vs spliced vs AF_UNIX, interleaved, with repeats"),
     "conformance": (
-        "socksplice.conformance.command",
+        "socksplice.tools.conformance.command",
         "plain vs spliced: does the application see any difference?",
     ),
     "doctor": ("socksplice.doctor.report", "can this node splice? one verdict per capability"),
@@ -37,7 +37,7 @@ PASSTHROUGH: dict[str, tuple[str, str]] = {
         "uninstall from this node: detach, wait for spliced sockets, unpin",
     ),
     "kernel-matrix": (
-        "socksplice.matrix.main",
+        "socksplice.tools.matrix.main",
         "run socksplice's checks on Debian 6.1/6.12 kernels under qemu and on this one",
     ),
 }
@@ -45,8 +45,8 @@ LOUD = ("agent", "operator")  # long-running roles log at INFO
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from socksplice.demo.running import run_demo
-    from socksplice.demo.table import render_json, render_text
+    from socksplice.tools.demo.running import run_demo
+    from socksplice.tools.demo.table import render_json, render_text
 
     results = run_demo(quick=args.quick, repeats=args.repeats)
     print(render_json(results) if args.json else render_text(results))

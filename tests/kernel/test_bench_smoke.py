@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from socksplice.bench.cases import matrix
-from socksplice.bench.main import main
-from socksplice.bench.running import rotated
-from socksplice.workloads import HostRunner, Server, run_conc, run_echo, run_rr, run_stream
+from socksplice.tools.bench.cases import matrix
+from socksplice.tools.bench.main import main
+from socksplice.tools.bench.running import rotated
+from socksplice.tools.workloads import HostRunner, Server, run_conc, run_echo, run_rr, run_stream
 
 pytestmark = pytest.mark.kernel
 

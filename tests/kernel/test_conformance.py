@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from socksplice.api.socketsplice import Mode
-from socksplice.conformance import rendering
-from socksplice.conformance.running import Outcome, run_suite
-from socksplice.conformance.scenarios import SCENARIOS, select
+from socksplice.tools.conformance import rendering
+from socksplice.tools.conformance.running import Outcome, run_suite
+from socksplice.tools.conformance.scenarios import SCENARIOS, select
 
 NO_PAYLOAD = {"so-rcvtimeo"}  # no byte is ever sent: nothing to redirect
 # When conntrack must remap the client port of a DNAT'ed connection (its tuple clashes with an

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from socksplice.conformance.running import Env, run_once
-from socksplice.conformance.scenarios import Scenario
 from socksplice.doctor.checks import hazards
+from socksplice.tools.conformance.running import Env, run_once
+from socksplice.tools.conformance.scenarios import Scenario
 from tests.kernel.splicing import SpliceEnv, splice_yaml
 
 pytestmark = pytest.mark.kernel

@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 
-from socksplice.matrix import guest, kernels, report
-from socksplice.matrix.errors import MatrixError
-from socksplice.matrix.image import DEFAULT_CACHE
-from socksplice.matrix.main import PROJECT, run_matrix
+from socksplice.tools.matrix import guest, kernels, report
+from socksplice.tools.matrix.errors import MatrixError
+from socksplice.tools.matrix.image import DEFAULT_CACHE
+from socksplice.tools.matrix.main import run_matrix
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MATRIX_KERNELS = ["6.1", "6.12"]
 TOOLS = ("qemu-system-x86_64", "debootstrap", "mkfs.ext4", "dpkg-deb", "apt-get")
@@ -98,7 +100,7 @@ def _require_tools() -> None:
 @pytest.fixture(scope="module")
 def matrix() -> dict[str, dict[str, Any]]:
     _require_tools()
-    results, _ = run_matrix(MATRIX_KERNELS, PROJECT, full=False, cache=DEFAULT_CACHE, timeout=2400)
+    results, _ = run_matrix(MATRIX_KERNELS, ROOT, full=False, cache=DEFAULT_CACHE, timeout=2400)
     return {r["kernel"]: r for r in results}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from socksplice.workloads import (
+from socksplice.tools.workloads import (
     HostRunner,
     LoadgenError,
     Server,
@@ -26,7 +26,7 @@ from socksplice.workloads import (
     run_rr,
     run_stream,
 )
-from socksplice.workloads.loadgen import ENV_LOADGEN
+from socksplice.tools.workloads.loadgen import ENV_LOADGEN
 
 pytestmark = pytest.mark.kernel
 

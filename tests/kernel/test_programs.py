@@ -1,4 +1,4 @@
-"""Real programs from Debian packages (``socksplice.conformance.programs``) between two local pods:
+"""Real programs from Debian packages (``socksplice.tools.conformance.programs``) between two local pods:
 plain TCP, then spliced (SpliceRelaxedReceive). Each run's traces must be those of a correct run,
 and equal: the programs cannot tell the splice from TCP. Below them, the parsers of the programs'
 output (no kernel needed)."""
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from socksplice.conformance import programs
-from socksplice.conformance.programs import PROGRAMS, Result, expected
 from socksplice.local import LocalTopology, default_cluster
+from socksplice.tools.conformance import programs
+from socksplice.tools.conformance.programs import PROGRAMS, Result, expected
 from tests.conftest import require_kernel
 from tests.kernel.splicing import SpliceEnv, private_bpffs, splice_env, splice_yaml
 
@@ -50,7 +50,7 @@ def require_binaries(program: str) -> None:
 
 
 def _argv(program: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "socksplice.conformance.programs", program, *args]
+    return [sys.executable, "-m", "socksplice.tools.conformance.programs", program, *args]
 
 
 def _last_json(out: bytes) -> Any:

@@ -71,7 +71,7 @@ def _in_pod(container: Path, holder: int, argv: list[str]) -> list[str]:
 
 @pytest.mark.kernel
 def test_cluster_mode_splices_a_pods_traffic(tmp_path: Path, pod_cgroup: tuple[Path, Path]) -> None:
-    from socksplice.workloads.loadgen import LoadgenMissing, loadgen_path
+    from socksplice.tools.workloads.loadgen import LoadgenMissing, loadgen_path
     from tests.kernel.splicing import private_bpffs, wait_for
 
     try:

@@ -168,7 +168,7 @@ def test_invalid_benchmark() -> None:
 def test_client_script_against_real_sslg_servers() -> None:
     """The generated server commands and client script, run with the real sslg in a throwaway netns;
     the operator's parser reads what the client printed."""
-    from socksplice.workloads.loadgen import LoadgenMissing, loadgen_path
+    from socksplice.tools.workloads.loadgen import LoadgenMissing, loadgen_path
 
     try:
         sslg = loadgen_path()

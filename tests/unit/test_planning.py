@@ -212,20 +212,20 @@ def test_no_splices_no_plans() -> None:
     assert plan(pods(WEB, API), []) == {}
 
 
-def test_single_enforce_all_ports() -> None:
+def test_single_splice_all_ports() -> None:
     result = plan(pods(WEB), [splice("all")])
     assert result["shop/web-7d9f-abcde"] == PodPlan(
-        enforce_all=True, policies=("shop/all",), primary_policy="shop/all"
+        splice_all=True, policies=("shop/all",), primary_policy="shop/all"
     )
     p = result["shop/web-7d9f-abcde"]
     assert p.mode_for_port(1) is Mode.SPLICE
     assert p.mode_for_port(65535) is Mode.SPLICE
-    assert p.enforces
+    assert p.splices
 
 
 def test_ports_limit_the_plan() -> None:
     p = plan(pods(WEB), [splice("web", ports=[80, 443])])["shop/web-7d9f-abcde"]
-    assert (p.enforce_all, p.enforce_ports) == (False, frozenset({80, 443}))
+    assert (p.splice_all, p.splice_ports) == (False, frozenset({80, 443}))
     assert p.mode_for_port(80) is Mode.SPLICE
     assert p.mode_for_port(8080) is None
 
@@ -235,7 +235,7 @@ def test_dry_run_only() -> None:
     assert p == PodPlan(dryrun_ports=frozenset({80}), policies=("shop/trial",), primary_policy="shop/trial")
     assert p.mode_for_port(80) is Mode.DRY_RUN
     assert p.mode_for_port(81) is None
-    assert not p.enforces
+    assert not p.splices
 
 
 def test_union_of_ports_and_modes() -> None:
@@ -249,9 +249,9 @@ def test_union_of_ports_and_modes() -> None:
     web = result["shop/web-7d9f-abcde"]
     assert web.policies == ("shop/a-frontend", "shop/b-web", "shop/c-trial")
     assert web.primary_policy == "shop/a-frontend"
-    assert web.enforce_ports == frozenset({80, 443})
-    assert web.dryrun_ports == frozenset({9090})  # 80 is enforced, so not also dry-run
-    assert not web.enforce_all and not web.dryrun_all
+    assert web.splice_ports == frozenset({80, 443})
+    assert web.dryrun_ports == frozenset({9090})  # 80 is spliced, so not also dry-run
+    assert not web.splice_all and not web.dryrun_all
     assert [web.mode_for_port(p) for p in (80, 443, 9090, 22)] == [
         Mode.SPLICE,
         Mode.SPLICE,
@@ -266,7 +266,7 @@ def test_union_of_ports_and_modes() -> None:
     assert api.mode_for_port(12345) is Mode.DRY_RUN
 
 
-def test_enforce_all_wins_over_everything() -> None:
+def test_splice_all_wins_over_everything() -> None:
     splices = [
         splice("x-all"),
         splice("a-ports", ports=[80]),
@@ -274,7 +274,7 @@ def test_enforce_all_wins_over_everything() -> None:
     ]
     p = plan(pods(WEB), splices)["shop/web-7d9f-abcde"]
     assert p == PodPlan(
-        enforce_all=True,
+        splice_all=True,
         policies=("shop/a-ports", "shop/b-trial", "shop/x-all"),
         primary_policy="shop/a-ports",
     )
@@ -300,7 +300,7 @@ def test_same_name_in_two_namespaces() -> None:
     a = pod_object("web-1", namespace="a", labels={"app": "web"})
     b = pod_object("web-1", namespace="b", labels={"app": "web"})
     result = plan(pods(a, b), [splice("s", namespace="a"), splice("s", namespace="b", mode="DryRun")])
-    assert result["a/web-1"].primary_policy == "a/s" and result["a/web-1"].enforce_all
+    assert result["a/web-1"].primary_policy == "a/s" and result["a/web-1"].splice_all
     assert result["b/web-1"].primary_policy == "b/s" and result["b/web-1"].dryrun_all
 
 
@@ -340,4 +340,4 @@ def test_plan_accepts_iterators() -> None:
 
 def test_omitted_mode_plans_dry_run() -> None:
     p = plan(pods(WEB), [splice("default", mode=None)])["shop/web-7d9f-abcde"]
-    assert (p.dryrun_all, p.enforces) == (True, False)
+    assert (p.dryrun_all, p.splices) == (True, False)

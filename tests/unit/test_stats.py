@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from socksplice.workloads.results import (
+from socksplice.tools.workloads.results import (
     CheckResult,
     LatencyResult,
     RateResult,
@@ -15,7 +15,7 @@ from socksplice.workloads.results import (
     ServerResult,
     StreamResult,
 )
-from socksplice.workloads.stats import Summary, median, percentile, ratio, summarize
+from socksplice.tools.workloads.stats import Summary, median, percentile, ratio, summarize
 
 
 class TestMedian:

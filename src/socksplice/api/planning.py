@@ -33,8 +33,8 @@ class Skip(StrEnum):
 class PodPlan:
     """What to do for one pod. ``policies`` are the selecting SocketSplice keys, sorted."""
 
-    enforce_all: bool = False
-    enforce_ports: frozenset[int] = field(default_factory=frozenset)
+    splice_all: bool = False
+    splice_ports: frozenset[int] = field(default_factory=frozenset)
     dryrun_all: bool = False
     dryrun_ports: frozenset[int] = field(default_factory=frozenset)
     policies: tuple[str, ...] = ()
@@ -42,16 +42,16 @@ class PodPlan:
 
     def mode_for_port(self, port: int) -> Mode | None:
         """The mode for a connection to server ``port`` on this pod, or None (plain TCP)."""
-        if self.enforce_all or port in self.enforce_ports:
+        if self.splice_all or port in self.splice_ports:
             return Mode.SPLICE
         if self.dryrun_all or port in self.dryrun_ports:
             return Mode.DRY_RUN
         return None
 
     @property
-    def enforces(self) -> bool:
+    def splices(self) -> bool:
         """True if some port of this pod is spliced for real."""
-        return self.enforce_all or bool(self.enforce_ports)
+        return self.splice_all or bool(self.splice_ports)
 
 
 def skip_reason(pod: PodRef) -> Skip | None:
@@ -68,20 +68,20 @@ def _selects(splice: SocketSplice, pod: PodRef) -> bool:
 
 
 def _combine(selecting: list[SocketSplice]) -> PodPlan:
-    enforcing = [s for s in selecting if s.spec.mode is Mode.SPLICE]
+    splicing = [s for s in selecting if s.spec.mode is Mode.SPLICE]
     dry = [s for s in selecting if s.spec.mode is Mode.DRY_RUN]
-    enforce_all = any(not s.spec.ports for s in enforcing)
-    enforce_ports = frozenset() if enforce_all else frozenset(p for s in enforcing for p in s.spec.ports)
-    if enforce_all:
+    splice_all = any(not s.spec.ports for s in splicing)
+    splice_ports = frozenset() if splice_all else frozenset(p for s in splicing for p in s.spec.ports)
+    if splice_all:
         dryrun_all, dryrun_ports = False, frozenset[int]()
     else:
         dryrun_all = any(not s.spec.ports for s in dry)
         dryrun_ports = (
-            frozenset() if dryrun_all else frozenset(p for s in dry for p in s.spec.ports) - enforce_ports
+            frozenset() if dryrun_all else frozenset(p for s in dry for p in s.spec.ports) - splice_ports
         )
     policies = tuple(sorted({s.key for s in selecting}))
-    primary = min(s.key for s in enforcing) if enforcing else min(s.key for s in dry)
-    return PodPlan(enforce_all, enforce_ports, dryrun_all, dryrun_ports, policies, primary)
+    primary = min(s.key for s in splicing) if splicing else min(s.key for s in dry)
+    return PodPlan(splice_all, splice_ports, dryrun_all, dryrun_ports, policies, primary)
 
 
 def plan(pods: Iterable[PodRef], splices: Iterable[SocketSplice]) -> dict[str, PodPlan]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 LAYOUT_VERSION = 1
 MAX_PORTS = 16
 
-POD_ENFORCE_ALL = 0x1
+POD_SPLICE_ALL = 0x1
 POD_DRYRUN_ALL = 0x2
 
 SK_IN_MAP = 0x1
@@ -54,7 +54,7 @@ class PodConfigStruct(ctypes.Structure):
     _fields_ = (
         ("flags", ctypes.c_uint32),
         ("policy_slot", ctypes.c_uint32),
-        ("enforce_ports", ctypes.c_uint16 * MAX_PORTS),
+        ("splice_ports", ctypes.c_uint16 * MAX_PORTS),
         ("dryrun_ports", ctypes.c_uint16 * MAX_PORTS),
     )
 
@@ -64,19 +64,19 @@ class PodDatapathConfig:
     """What the data path needs to know about one pod (its network namespace)."""
 
     policy_slot: int
-    enforce_all: bool = False
-    enforce_ports: tuple[int, ...] = ()
+    splice_all: bool = False
+    splice_ports: tuple[int, ...] = ()
     dryrun_all: bool = False
     dryrun_ports: tuple[int, ...] = ()
 
     def to_struct(self) -> PodConfigStruct:
-        if len(self.enforce_ports) > MAX_PORTS or len(self.dryrun_ports) > MAX_PORTS:
+        if len(self.splice_ports) > MAX_PORTS or len(self.dryrun_ports) > MAX_PORTS:
             raise ValueError(f"at most {MAX_PORTS} ports per mode and pod")
         s = PodConfigStruct()
-        s.flags = (POD_ENFORCE_ALL if self.enforce_all else 0) | (POD_DRYRUN_ALL if self.dryrun_all else 0)
+        s.flags = (POD_SPLICE_ALL if self.splice_all else 0) | (POD_DRYRUN_ALL if self.dryrun_all else 0)
         s.policy_slot = self.policy_slot
-        for i, p in enumerate(sorted(self.enforce_ports)):
-            s.enforce_ports[i] = p
+        for i, p in enumerate(sorted(self.splice_ports)):
+            s.splice_ports[i] = p
         for i, p in enumerate(sorted(self.dryrun_ports)):
             s.dryrun_ports[i] = p
         return s
@@ -85,8 +85,8 @@ class PodDatapathConfig:
     def from_struct(cls, s: PodConfigStruct) -> PodDatapathConfig:
         return cls(
             policy_slot=int(s.policy_slot),
-            enforce_all=bool(s.flags & POD_ENFORCE_ALL),
-            enforce_ports=tuple(int(p) for p in s.enforce_ports if p),
+            splice_all=bool(s.flags & POD_SPLICE_ALL),
+            splice_ports=tuple(int(p) for p in s.splice_ports if p),
             dryrun_all=bool(s.flags & POD_DRYRUN_ALL),
             dryrun_ports=tuple(int(p) for p in s.dryrun_ports if p),
         )

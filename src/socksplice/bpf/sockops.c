@@ -15,12 +15,12 @@
 
 static __always_inline int ss_port_mode(const struct ss_pod_config *cfg, __u16 port)
 {
-	if (cfg->flags & SS_POD_ENFORCE_ALL)
-		return SS_MODE_ENFORCE;
+	if (cfg->flags & SS_POD_SPLICE_ALL)
+		return SS_MODE_SPLICE;
 #pragma unroll
 	for (int i = 0; i < SS_MAX_PORTS; i++)
-		if (cfg->enforce_ports[i] == port)
-			return SS_MODE_ENFORCE;
+		if (cfg->splice_ports[i] == port)
+			return SS_MODE_SPLICE;
 	if (cfg->flags & SS_POD_DRYRUN_ALL)
 		return SS_MODE_DRYRUN;
 #pragma unroll
@@ -146,7 +146,7 @@ int ss_sockops(struct bpf_sock_ops *skops)
 	if (!first) {
 		/* First end: the client (its ESTABLISHED runs before it sends the handshake's last
 		 * ACK, so before the server's). It waits for its peer only when a selected listener on
-		 * this node saw its SYN; then, if both would enforce, it enters the SOCKHASH now so that
+		 * this node saw its SYN; then, if both would splice, it enters the SOCKHASH now so that
 		 * sk_msg sees its very first send (and keeps it on TCP if the peer is not there yet). */
 		if (passive)
 			return 1;
@@ -170,7 +170,7 @@ int ss_sockops(struct bpf_sock_ops *skops)
 			ss_count(slot, SS_C_ERR_PAIRS_UPDATE, 1);
 			return 1;
 		}
-		if (mine == SS_MODE_ENFORCE && theirs == SS_MODE_ENFORCE)
+		if (mine == SS_MODE_SPLICE && theirs == SS_MODE_SPLICE)
 			ss_insert(skops, st, &id);
 		return 1;
 	}

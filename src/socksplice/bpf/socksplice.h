@@ -38,14 +38,14 @@
 #define SS_MAX_PORTS 16
 
 /* pod_config.flags */
-#define SS_POD_ENFORCE_ALL 0x1 /* every server port is spliced */
+#define SS_POD_SPLICE_ALL 0x1 /* every server port is spliced */
 #define SS_POD_DRYRUN_ALL 0x2  /* every server port is counted as "would splice" */
 
 /* Per pod (keyed by the pod's network namespace cookie), written by the agent. */
 struct ss_pod_config {
 	__u32 flags;
 	__u32 policy_slot; /* counters are attributed to this policy slot (0 = none) */
-	__u16 enforce_ports[SS_MAX_PORTS]; /* 0 terminates */
+	__u16 splice_ports[SS_MAX_PORTS]; /* 0 terminates */
 	__u16 dryrun_ports[SS_MAX_PORTS];
 };
 
@@ -87,7 +87,7 @@ struct ss_hint_val {
 
 #define SS_MODE_NONE 0
 #define SS_MODE_DRYRUN 1
-#define SS_MODE_ENFORCE 2
+#define SS_MODE_SPLICE 2
 
 /* Per-socket state in socket-local storage: written by sockops, read by sk_msg. */
 #define SS_SK_IN_MAP 0x1 /* socket was inserted into the SOCKHASH */

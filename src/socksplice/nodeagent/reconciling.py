@@ -60,11 +60,14 @@ class ReconcileReport:
 def datapath_config(plan: PodPlan, slots: SlotTable) -> PodDatapathConfig:
     return PodDatapathConfig(
         policy_slot=slots.slot(plan.primary_policy),
-        enforce_all=plan.enforce_all,
-        enforce_ports=tuple(sorted(plan.enforce_ports)),
+        splice_all=plan.splice_all,
+        splice_ports=tuple(sorted(plan.splice_ports)),
         dryrun_all=plan.dryrun_all,
         dryrun_ports=tuple(sorted(plan.dryrun_ports)),
     )
+
+
+_RENAMED_CONFIG_KEYS = {"enforce_all": "splice_all", "enforce_ports": "splice_ports"}
 
 
 def _load_applied(path: Path | None) -> dict[str, Applied]:
@@ -73,7 +76,10 @@ def _load_applied(path: Path | None) -> dict[str, Applied]:
     out = {}
     for key, raw in json.loads(path.read_text()).items():
         cfg = dict(raw["config"])
-        cfg["enforce_ports"] = tuple(cfg["enforce_ports"])
+        for old, new in _RENAMED_CONFIG_KEYS.items():  # state written by agents before 0.2
+            if old in cfg:
+                cfg[new] = cfg.pop(old)
+        cfg["splice_ports"] = tuple(cfg["splice_ports"])
         cfg["dryrun_ports"] = tuple(cfg["dryrun_ports"])
         location = PodLocation(Path(raw["cgroup"]), Path(raw["netns"]))
         out[key] = Applied(location, int(raw["cookie"]), PodDatapathConfig(**cfg))

@@ -1,0 +1,107 @@
+"""``socksplice bench [--quick] [--json] [--out DIR] [--repeats N] [--only NAME ...]``.
+
+Builds the demo's local cluster, runs the matrix (cases.py) with every path interleaved and
+repeated, prints a table (or JSON with ``--json``) and, with ``--out``, writes results.json,
+results.csv, table.txt and the PNG plots there. Everything it creates is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from socksplice.tools.bench.cases import matrix
+from socksplice.tools.bench.files import render_csv, render_json
+from socksplice.tools.bench.machine import describe
+from socksplice.tools.bench.measuring import Run
+from socksplice.tools.bench.running import CaseResult, run_matrix
+from socksplice.tools.bench.summary import headline, summarize_all
+from socksplice.tools.bench.table import render_text
+from socksplice.tools.demo.running import demo_env
+
+WORKDIR_BASE = Path("/run/socksplice")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="socksplice bench", description="plain TCP vs spliced vs AF_UNIX, interleaved, with repeats"
+    )
+    p.add_argument("--quick", action="store_true", help="short runs (under 3 minutes in all)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    p.add_argument("--out", type=Path, help="write results.json, results.csv, table.txt and PNG plots here")
+    p.add_argument("--repeats", type=int, help="interleaved repeats per case (default: 2 quick, 5 full)")
+    p.add_argument(
+        "--only", nargs="+", metavar="NAME", help="run only cases whose name starts with one of these"
+    )
+    return p
+
+
+def _progress(run: Run) -> None:
+    figs = ", ".join(
+        f"{k}={v:.4g}" for k, v in run.figures.items() if k in ("p50_us", "p99_us", "gbit_per_s")
+    )
+    extra = f", {run.bytes_redirected} B redirected" if run.path == "spliced" else ""
+    print(f"bench: {run.case} {run.path}: {figs}{extra}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> tuple[list[CaseResult], dict[str, Any]]:
+    cases = matrix(args.quick)
+    if args.only:
+        cases = [c for c in cases if any(c.name.startswith(o) for o in args.only)]
+        if not cases:
+            raise SystemExit(f"socksplice bench: no case matches {args.only}")
+    repeats = args.repeats or (2 if args.quick else 5)
+    WORKDIR_BASE.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=WORKDIR_BASE))
+    started = time.time()
+    try:
+        with demo_env(workdir) as env:
+            results = run_matrix(env, cases, repeats, _progress)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    meta = {
+        "command": shlex.join(["socksplice", "bench", *argv]),
+        "machine": describe(),
+        "repeats": repeats,
+        "quick": bool(args.quick),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": round(time.time() - started, 1),
+    }
+    return results, meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    results, meta = run(args, argv)
+    summaries = summarize_all(results)
+    text = render_text(summaries, {r.case.name: headline(r.case) for r in results})
+    document = render_json(summaries, meta)
+    print(document if args.json else text)
+    if args.out is not None:
+        from socksplice.tools.bench.plots import write_plots
+
+        out: Path = args.out
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(document + "\n")
+        (out / "results.csv").write_text(render_csv(summaries))
+        (out / "table.txt").write_text(text + "\n")
+        try:
+            written = write_plots(results, summaries, out)
+        except ImportError as exc:
+            print(f"bench: plots skipped: {exc} (pip install matplotlib)", file=sys.stderr)
+            written = []
+        print(
+            f"bench: wrote {out}: results.json, results.csv, table.txt, {len(written)} plots", file=sys.stderr
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

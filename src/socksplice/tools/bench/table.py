@@ -1,0 +1,64 @@
+"""The terminal table: one line per workload and figure, medians and ratios."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from socksplice.tools.bench.summary import HIGHER_IS_BETTER, RATIO_NAMES
+
+LABELS = {
+    "p50_us": "p50 µs",
+    "p90_us": "p90 µs",
+    "p99_us": "p99 µs",
+    "p999_us": "p99.9 µs",
+    "max_us": "max µs",
+    "gbit_per_s": "Gbit/s",
+    "cpu_s_per_gb": "CPU s/GB",
+    "connections_per_s": "conn/s",
+    "transactions_per_s": "trans/s",
+    "cpu_us_per_transaction": "CPU µs/trans",
+}
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.2f}" if abs(v) >= 10 else f"{v:.3f}"
+
+
+def _verdict(figure: str, r: float | None) -> str:
+    if r is None:
+        return ""
+    better = r > 1 if figure in HIGHER_IS_BETTER else r < 1
+    return "better" if better else "WORSE"
+
+
+def render_text(summaries: list[dict[str, Any]], headlines: dict[str, tuple[str, ...]]) -> str:
+    head = (
+        f"{'workload':<15} {'figure':<13} {'plain TCP':>11} {'spliced':>11} {'AF_UNIX':>11}"
+        f" {'spl/TCP':>8} {'spl/UNIX':>8}  spliced vs TCP"
+    )
+    lines = [head, "-" * len(head)]
+    for s in summaries:
+        paths = s["paths"]
+        for fig in headlines[s["workload"]]:
+            r = s["ratio"].get(RATIO_NAMES[fig])
+            ru = s.get("ratio_vs_unix", {}).get(RATIO_NAMES[fig])
+            unix = paths.get("unix", {}).get(fig)
+            lines.append(
+                f"{s['workload']:<15} {LABELS[fig]:<13} {_num(paths['plain'].get(fig)):>11}"
+                f" {_num(paths['spliced'].get(fig)):>11} {_num(unix):>11}"
+                f" {_num(r):>8} {_num(ru):>8}  {_verdict(fig, r)}"
+            )
+        if "stalls" in s:
+            st = s["stalls"]
+            lines.append(f"{'':<15} {'stalls >10ms':<13} " + "  ".join(f"{p} {n}" for p, n in st.items()))
+        if paths["spliced"].get("bytes_redirected", 1) == 0:
+            lines.append(f"{'':<15} warning: no bytes were redirected in the spliced runs")
+    lines.append(
+        "medians of the interleaved runs; spread (min, max, IQR) in the JSON and CSV. "
+        "Latency and CPU: lower is better; throughput: higher."
+    )
+    return "\n".join(lines)

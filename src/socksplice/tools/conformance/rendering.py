@@ -1,0 +1,191 @@
+"""The suite's result as a terminal table, one JSON document, and docs/conformance.md.
+
+Verdicts, per mode: the default mode (DryRun) must show no difference at all; in the opt-in
+SpliceRelaxedReceive mode a difference is *documented* when it is one of ``KNOWN_CAUSES`` (a
+property of the kernel's tcp_bpf receive path, docs/hazards.md); anything else is a regression.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from socksplice.api.socketsplice import Mode
+from socksplice.tools.conformance.running import Outcome
+
+KNOWN_CAUSES: dict[str, str] = {  # SpliceRelaxedReceive only
+    "shutwr-then-read": "tcp_bpf_recvmsg → tcp_msg_wait_data: one wakeup without data (the ACK of "
+    "its own FIN) returns -EAGAIN from a blocking recv",
+    "shutwr-slow-reply": "as shutwr-then-read",
+    "rst-while-blocked": "tcp_bpf_recvmsg waits without checking sk_err: the RST's wakeup returns "
+    "-EAGAIN, the error comes with the next call",
+    "close-with-unread": "__tcp_close counts unread bytes in sk_receive_queue only; redirected bytes "
+    "wait in the psock's ingress_msg, so close sends FIN instead of RST",
+    "msg-waitall": "sk_msg_recvmsg returns what the psock holds; MSG_WAITALL is not honoured",
+    "so-rcvlowat": "tcp_bpf_recvmsg ignores SO_RCVLOWAT",
+    "splice-to-pipe": "tcp_splice_read reads sk_receive_queue only; redirected bytes wait in the "
+    "psock, invisible to splice(2), which makes no progress",
+    "fionread": "kernels without tcp_bpf_ioctl (seen on Debian 6.1; 6.12 and 6.18 have it): "
+    "FIONREAD/SIOCINQ goes to tcp_ioctl, which counts sk_receive_queue only, so redirected bytes "
+    "read as 0",
+}
+
+
+def _short(value: Any, width: int = 48) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def verdict(o: Outcome) -> str:
+    if o.failed:
+        return "FAILED"
+    return "same" if o.same else "DIFFERENT"
+
+
+def documented(o: Outcome) -> bool:
+    """A SpliceRelaxedReceive difference analysed in docs/hazards.md. The default mode has none."""
+    return not o.same and not o.failed and o.mode is Mode.SPLICE and o.scenario.name in KNOWN_CAUSES
+
+
+def differences(outcomes: Iterable[Outcome]) -> int:
+    return sum(1 for o in outcomes if not o.same)
+
+
+def cause(o: Outcome) -> str:
+    """Why ``o`` differs: the kernel function responsible, or "not analysed" (a regression)."""
+    return KNOWN_CAUSES[o.scenario.name] if documented(o) else "not analysed"
+
+
+def undocumented(outcomes: Iterable[Outcome]) -> int:
+    """Differences nobody has explained, any difference of the default mode, and scenarios that
+    failed to run: regressions."""
+    return sum(1 for o in outcomes if not o.same and not documented(o))
+
+
+def by_mode(outcomes: Iterable[Outcome]) -> dict[Mode, list[Outcome]]:
+    grouped: dict[Mode, list[Outcome]] = {}
+    for o in outcomes:
+        grouped.setdefault(o.mode, []).append(o)
+    return grouped
+
+
+def _client(trace: Any) -> Any:
+    return trace.get("client") if isinstance(trace, dict) else trace
+
+
+def _label(mode: Mode) -> str:
+    return f"{mode.value} (default)" if mode is Mode.DRY_RUN else f"{mode.value} (opt-in)"
+
+
+def table(outcomes: list[Outcome]) -> str:
+    lines: list[str] = []
+    for mode, group in by_mode(outcomes).items():
+        rows = [("scenario", "same?", "paired", "redirected B", "plain client", f"{mode.value} client")]
+        for o in group:
+            rows.append(
+                (
+                    o.scenario.name,
+                    verdict(o),
+                    str(o.paired),
+                    str(o.redirected),
+                    _short(_client(o.plain)),
+                    _short(_client(o.spliced)),
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines.append(f"== {_label(mode)}")
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines.append(
+            f"{differences(group)} difference(s) in {len(group)} scenario(s), "
+            f"{undocumented(group)} not documented in docs/hazards.md\n"
+        )
+    return "\n".join(lines).rstrip()
+
+
+def _scenario_doc(o: Outcome) -> dict[str, Any]:
+    doc = {
+        "name": o.scenario.name,
+        "what": o.scenario.what,
+        "address": o.scenario.address,
+        "same": o.same,
+        "documented": documented(o),
+        "failed": o.failed,
+        "pairedConnections": o.paired,
+        "redirectedBytes": o.redirected,
+        "leftInSockhash": o.left_in_map,
+        "plain": o.plain,
+        "spliced": o.spliced,
+    }
+    if not o.same:
+        doc["cause"] = cause(o)
+    return doc
+
+
+def document(outcomes: list[Outcome], data_path: dict[str, Any]) -> dict[str, Any]:
+    """``differences`` is the default mode's count (the promise: 0); ``modes`` has every mode run."""
+    grouped = by_mode(outcomes)
+    return {
+        "kernel": os.uname().release,
+        "dataPath": data_path,
+        "defaultMode": Mode.DRY_RUN.value,
+        "differences": differences(grouped.get(Mode.DRY_RUN, [])),
+        "undocumentedDifferences": undocumented(outcomes),
+        "modes": [
+            {
+                "mode": mode.value,
+                "default": mode is Mode.DRY_RUN,
+                "differences": differences(group),
+                "undocumentedDifferences": undocumented(group),
+                "scenarios": [_scenario_doc(o) for o in group],
+            }
+            for mode, group in grouped.items()
+        ],
+    }
+
+
+def markdown(outcomes: list[Outcome], command: str) -> str:
+    out = [
+        "# Conformance: plain TCP vs each SocketSplice mode",
+        "",
+        f"Generated by `{command}` on Linux {os.uname().release}; do not edit by hand.",
+        "Each scenario ran between two local pods, once on plain TCP and once in each mode of a",
+        "SocketSplice selecting both pods; the traces (bytes and order, return value or errno of each",
+        "call, EOF, poll masks) are compared. `paired` counts the connections the data path paired",
+        "(spliced, or counted as spliceable in DryRun); `redirected` the bytes it redirected.",
+        "Causes and what socksplice does about them: [hazards.md](hazards.md).",
+        "",
+    ]
+    for mode, group in by_mode(outcomes).items():
+        out += [
+            f"## {_label(mode)}",
+            "",
+            f"**{differences(group)} difference(s)** in {len(group)} scenarios; "
+            f"{undocumented(group)} not explained in hazards.md (the command fails on those"
+            + (", and on any difference of the default mode)." if mode is Mode.DRY_RUN else ")."),
+            "",
+            "| scenario | what the application does | same? | paired | redirected | plain | this mode |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for o in group:
+            cells = [
+                o.scenario.name,
+                o.scenario.what,
+                verdict(o),
+                str(o.paired),
+                str(o.redirected),
+                _md(_client(o.plain)),
+                _md(_client(o.spliced)),
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+        diffs = [o for o in group if not o.same]
+        if diffs:
+            out += ["", f"Differences in {mode.value} and the kernel function responsible:", ""]
+            out += [f"- **{o.scenario.name}**: {cause(o)}" for o in diffs]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _md(value: Any) -> str:
+    return "`" + _short(value, 80).replace("|", "\\|") + "`"

@@ -1,0 +1,41 @@
+"""The demo's workloads: each runs plain TCP and spliced in the same run, interleaved A B A B."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from socksplice.tools.workloads.loadgen import PodRunner, run_rr, run_stream
+from socksplice.tools.workloads.results import LatencyResult, StreamResult
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    kind: str  # "rr" or "stream"
+    size: int
+    server_mode: str
+
+    def run(self, client: PodRunner, host: str, port: int, quick: bool) -> LatencyResult | StreamResult:
+        if self.kind == "rr":
+            return run_rr(client, host, port, req=self.size, resp=self.size, count=2000 if quick else 20000)
+        return run_stream(client, host, port, write_size=self.size, seconds=1.0 if quick else 3.0)
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("rr-64B", "rr", 64, "rr"),
+    Workload("rr-16KiB", "rr", 16384, "rr"),
+    Workload("stream-1KiB", "stream", 1024, "sink"),
+    Workload("stream-128KiB", "stream", 131072, "sink"),
+)
+
+
+def figures(result: LatencyResult | StreamResult) -> dict[str, Any]:
+    """The figures the demo compares, by name."""
+    if isinstance(result, LatencyResult):
+        return {"p50_us": result.p50_us, "p99_us": result.p99_us, "mean_us": result.mean_us}
+    return {"gbit_per_s": result.gbit_per_s, "bytes": result.bytes}
+
+
+Runner = Callable[[Workload], LatencyResult | StreamResult]
