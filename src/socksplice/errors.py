@@ -17,11 +17,7 @@ class PermanentError(SockspliceError):
 
 
 class TemporaryError(SockspliceError):
-    """The operation may succeed later; ``delay`` is a hint in seconds."""
-
-    def __init__(self, message: str, delay: float = 1.0) -> None:
-        super().__init__(message)
-        self.delay = delay
+    """The operation may succeed later, with nothing changed by a human."""
 
 
 class InvalidSpec(PermanentError):

@@ -1,6 +1,6 @@
 """Compile, load, pin and attach socksplice's BPF programs with bcc.
 
-Lifecycle (DESIGN.md, rule 5): maps are pinned under ``<pin_root>/<name>/v<layout>``; a new
+Lifecycle (docs/architecture.md, safety rule 5): maps are pinned under ``<pin_root>/<name>/v<layout>``; a new
 loader adopts existing pins instead of creating maps, so an agent restart or upgrade keeps every
 spliced socket and its state. Programs are replaced, never the maps. The sk_msg program is
 attached to the SOCKHASH (the map holds it); the sockops program is attached per pod cgroup

@@ -62,8 +62,3 @@ def remove_tree(path: Path) -> None:
 def move_self(path: Path) -> None:
     """Move the calling process into cgroup ``path`` (used in a child before exec)."""
     (path / "cgroup.procs").write_text("0\n")
-
-
-def cgroup_id(path: Path) -> int:
-    """The cgroup's id as BPF sees it (the inode number of its directory on cgroup2)."""
-    return os.stat(path).st_ino

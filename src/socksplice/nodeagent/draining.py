@@ -1,6 +1,6 @@
 """Uninstall a node: stop new splicing, let spliced connections finish, then remove the pins.
 
-Order (DESIGN.md rule 5; rule 4 forbids deleting live sockets from the SOCKHASH):
+Order (docs/architecture.md, safety rule 5; rule 4 forbids deleting live sockets from the SOCKHASH):
 1. detach the sockops program from every cgroup the agent attached (and any given), and forget
    those pods' configuration: no new socket enters the map;
 2. wait until the SOCKHASH is empty (the kernel removes each socket when it closes) or the

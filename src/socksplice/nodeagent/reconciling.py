@@ -1,6 +1,6 @@
 """Converge the kernel to the desired set of pod targets. Idempotent, ``ensure`` style.
 
-Order matters for safety (DESIGN.md rules 4 and 6):
+Order matters for safety (docs/architecture.md, safety rules 4 and 6):
 - to add a pod, write its configuration first, then attach the sockops program to its cgroup;
 - to remove a pod, detach first (no new sockets enter), then delete its configuration. Sockets
   already spliced stay in the SOCKHASH and finish spliced; the kernel removes them on close.
