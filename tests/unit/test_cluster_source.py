@@ -18,6 +18,7 @@ from socksplice.nodeagent.cluster.locating import Locator, netns_of, qos_classes
 from socksplice.nodeagent.cluster.sink import SpliceNodeSink, splicenode_object
 from socksplice.nodeagent.cluster.source import ClusterSource, build_snapshot
 from socksplice.nodeagent.targets import PodLocation
+from tests.unit.fakeapi import FakeApi
 from tests.unit.fixtures import recorded as apifixtures
 
 UID = "6f1c2a3e-0d4b-4c8e-9a61-2b7f5e8d9c01"
@@ -145,43 +146,28 @@ def test_real_process_in_its_own_netns(tmp_path: Path) -> None:
         cgroup2.remove_tree(root)
 
 
-class _FakeApiServer:
-    """Just enough of the API server for SpliceNodeSink: SpliceNodes by name, one Node."""
-
-    def __init__(self, node: Any) -> None:
-        self.node = node
-        self.splicenodes: dict[str, dict[str, Any]] = {}
-
-    def read_node(self, name: str) -> Any:
-        from kubernetes.client.exceptions import ApiException
-
-        if self.node is None or name != self.node.metadata.name:
-            raise ApiException(status=403, reason="Forbidden")
-        return self.node
-
-    def create_cluster_custom_object(self, group: str, version: str, plural: str, body: Any) -> None:
-        self.splicenodes[body["metadata"]["name"]] = body
-
-    def patch_cluster_custom_object_status(
-        self, group: str, version: str, plural: str, name: str, body: Any
-    ) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        if name not in self.splicenodes:
-            raise ApiException(status=404, reason="Not Found")
-        self.splicenodes[name]["status"] = body["status"]
-
-
 @pytest.mark.parametrize("readable", [True, False])
 def test_first_publish_creates_the_splicenode_owned_by_its_node(readable: bool) -> None:
-    from kubernetes.client import V1Node, V1ObjectMeta
-
-    node = V1Node(metadata=V1ObjectMeta(name="node-a", uid="6c1d0f55-9a2e-4c1b-8d33-0e7f3a2b9c10"))
-    server = _FakeApiServer(node if readable else None)
-    sink = SpliceNodeSink("node-a", api=server, core=server)
+    api = FakeApi()
+    uid = "6c1d0f55-9a2e-4c1b-8d33-0e7f3a2b9c10"
+    if readable:
+        api.add("nodes", {"metadata": {"name": "node-a", "uid": uid}})
+    else:
+        api.fail["GET", "nodes"] = 403
+    sink = SpliceNodeSink("node-a", kube=api.kube())
     sink.publish({"attachedPods": [], "splicedSockets": 0})
     sink.publish({"attachedPods": [], "splicedSockets": 2})
-    created = server.splicenodes["node-a"]
+    created = api.get("splicenodes", "node-a")
+    assert created is not None
     owners = created["metadata"].get("ownerReferences", [])
-    assert [o["uid"] for o in owners] == (["6c1d0f55-9a2e-4c1b-8d33-0e7f3a2b9c10"] if readable else [])
+    assert [o["uid"] for o in owners] == ([uid] if readable else [])
     assert created["status"]["splicedSockets"] == 2
+    # patch (404), get Node, create, patch; then one patch
+    assert api.counts() == {"PATCH splicenodes": 3, "GET nodes": 1, "POST splicenodes": 1}
+
+
+def test_publish_failure_is_temporary_and_names_the_object() -> None:
+    api = FakeApi()
+    api.fail["PATCH", "splicenodes"] = 503
+    with pytest.raises(TemporaryError, match=r"SpliceNode node-a: not written: .*node-a: 503"):
+        SpliceNodeSink("node-a", kube=api.kube()).publish({"attachedPods": []})

@@ -6,7 +6,8 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from socksplice.nodeagent.cluster.source import Gone, run_watch
+from socksplice.kubeapi import Gone
+from socksplice.nodeagent.cluster.source import run_watch
 from socksplice.nodeagent.cluster.watching import Backoff, Next, WatchState, object_key
 from tests.unit.fixtures import recorded as apifixtures
 

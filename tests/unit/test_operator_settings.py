@@ -47,7 +47,15 @@ def test_handlers_are_registered_for_our_resources() -> None:
     }
     timers = {(h.id, h.selector.any_name) for h in registry._spawning.get_all_handlers() if h.selector}
     assert timers >= {("splice_resync", "socketsplices"), ("benchmark_step", "splicebenchmarks")}
-    assert handlers.RESYNC_SECONDS > 0
+    assert handlers.RESYNC_SECONDS >= 30
+    indexes = {(h.id, h.selector.any_name) for h in registry._indexing.get_all_handlers() if h.selector}
+    assert indexes >= {
+        ("pods_by_namespace", "pods"),
+        ("splicenodes_by_name", "splicenodes"),
+        ("socketsplices_by_namespace", "socketsplices"),
+    }
+    watches = {(h.id, h.selector.any_name) for h in registry._watching.get_all_handlers() if h.selector}
+    assert watches >= {("pod_event", "pods"), ("splicenode_event", "splicenodes")}
 
 
 def test_reconcile_metrics() -> None:

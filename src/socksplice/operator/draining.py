@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from socksplice import kubeconfig
+from socksplice import kubeapi
 from socksplice.api.socketsplice import GROUP, VERSION
 from socksplice.api.status import SPLICENODE_PLURAL, parse_timestamp, timestamp
 from socksplice.errors import SockspliceError
@@ -191,7 +191,7 @@ def _main(a: argparse.Namespace) -> int:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        kubeconfig.load()
+        kubeapi.load()
         drains, requested, waited = run(Api(), a.node, a.timeout)
     except (ApiException, SockspliceError, OSError, ValueError) as exc:
         print(f"socksplice drain: {exc}", file=sys.stderr)

@@ -1,30 +1,40 @@
-"""kopf handlers: thin over ``rolling`` (SocketSplice status) and ``benchmarks`` (SpliceBenchmark runs).
+"""kopf handlers: thin over ``following`` (SocketSplice status) and ``benchmarks`` (SpliceBenchmark runs).
 
-Importing this module registers the handlers with kopf's default registry. SocketSplice status is
-recomputed on create, resume and spec update, and by a timer (pods and SpliceNodes change without
-the SocketSplice changing). Object logs at INFO and above become Events (``configuring``).
+Importing this module registers the handlers with kopf's default registry. kopf watches Pods,
+SpliceNodes and SocketSplices once each and keeps them in three indexes; a watch event of a Pod
+or SpliceNode recomputes only the SocketSplices it can affect (``following``), a SocketSplice's
+create, resume or spec update recomputes that one. Nothing is listed again per SocketSplice.
+A slow timer (``RESYNC_SECONDS``) recomputes each SocketSplice from the indexes without any API
+read: an agent that stops is noticed only by time (its SpliceNode's heartbeat gets old, no event
+says so). Condition transitions become Events on the SocketSplice (``configuring``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
+from socksplice.api.pods import PodRef, pod_ref_from_api
 from socksplice.api.socketsplice import GROUP, PLURAL, VERSION
-from socksplice.api.status import READY, timestamp
-from socksplice.errors import InvalidSpec
+from socksplice.api.status import READY, SPLICENODE_PLURAL, timestamp
+from socksplice.errors import InvalidSpec, SockspliceError
+from socksplice.kubeapi import Kube
 from socksplice.operator import benchmarks
 from socksplice.operator.configuring import configure
-from socksplice.operator.kube import Kube
+from socksplice.operator.following import Body, Statuses, splice_key
 from socksplice.operator.metrics import OperatorMetrics
-from socksplice.operator.rolling import is_bad, splice_status
+
+log = logging.getLogger(__name__)
 
 METRICS = OperatorMetrics()
-RESYNC_SECONDS = 10.0
+RESYNC_SECONDS = 30.0
+"""Seconds between recomputations of a SocketSplice from the indexes (no API reads): how late a
+silent agent (heartbeat older than ``stale_after``, 120 s) is reported at most."""
 BENCHMARK_POLL_SECONDS = 3.0
 _kube: Kube | None = None
 
@@ -36,58 +46,143 @@ def kube() -> Kube:
     return _kube
 
 
+async def _write_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    await asyncio.to_thread(kube().patch_socketsplice_status, namespace, name, status)
+
+
+def _post(body: Body, line: str, bad: bool) -> None:
+    (kopf.warn if bad else kopf.info)(kopf.Body(cast(Any, plain(body))), reason="Status", message=line)
+    (log.warning if bad else log.info)("SocketSplice %s: %s", splice_key(body), line)
+
+
+STATUSES = Statuses(_write_status, _post, METRICS)
+
+
 @kopf.on.startup()
 def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     configure(settings)
 
 
-# --- SocketSplice ------------------------------------------------------------------------------
+# --- indexes -----------------------------------------------------------------------------------
 
 
-def reconcile_splice(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger | Any) -> None:
-    raw = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec", "status")}
-    raw = {k: v for k, v in raw.items() if v is not None}
-    namespace = body["metadata"]["namespace"]
+def plain(value: Any) -> Any:
+    """A kopf body view as plain dicts and lists (what the pure functions and the tests take)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+@kopf.index("", "v1", "pods")
+def pods_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, PodRef]:
+    """Every pod as ``PodRef`` under its namespace; a malformed pod is left out."""
     try:
-        outcome = splice_status(raw, kube().pods(namespace), kube().splicenodes(), datetime.now(UTC))
-    except ApiException as exc:
-        METRICS.count("SocketSplice", "error")
-        raise kopf.TemporaryError(f"api: {exc.status} {exc.reason}", delay=10) from exc
-    METRICS.count("SocketSplice", outcome.result)
-    for line in outcome.events:
-        (logger.warning if is_bad(line) else logger.info)(line)
-    current = dict(body.get("status") or {})
-    if any(current.get(k) != v for k, v in outcome.status.items()):
-        patch.status.update(outcome.status)
+        return {namespace or "": pod_ref_from_api(body)}
+    except InvalidSpec:
+        return {}
+
+
+@kopf.index(GROUP, VERSION, SPLICENODE_PLURAL)
+def splicenodes_by_name(name: str, status: kopf.Status, **_: Any) -> dict[str, dict[str, Any]]:
+    """Each SpliceNode's status under its name (the node's)."""
+    return {name: plain(status)}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def socketsplices_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
+    keep = ("apiVersion", "kind", "metadata", "spec", "status")
+    return {namespace or "": {k: plain(body[k]) for k in keep if k in body}}
+
+
+Indexes = Mapping[str, Any]
+
+
+async def _refresh(keys: list[str], idx: Indexes) -> None:
+    await asyncio.gather(
+        *(
+            STATUSES.refresh(
+                k, idx["socketsplices_by_namespace"], idx["pods_by_namespace"], idx["splicenodes_by_name"]
+            )
+            for k in keys
+        )
+    )
+
+
+def _indexes(kwargs: Mapping[str, Any]) -> Indexes:
+    return {k: kwargs[k] for k in ("socketsplices_by_namespace", "pods_by_namespace", "splicenodes_by_name")}
+
+
+# --- watches: what a Pod or SpliceNode change affects ------------------------------------------
+
+
+@kopf.on.event("", "v1", "pods")
+async def pod_event(namespace: str | None, **kwargs: Any) -> None:
+    """A pod changed: the SocketSplices of its namespace (the only ones that can select it)."""
+    idx = _indexes(kwargs)
+    await _refresh([splice_key(b) for b in idx["socketsplices_by_namespace"].get(namespace or "", ())], idx)
+
+
+@kopf.on.event(GROUP, VERSION, SPLICENODE_PLURAL)
+async def splicenode_event(name: str, **kwargs: Any) -> None:
+    """A SpliceNode changed: the SocketSplices with pods on that node."""
+    await _refresh(STATUSES.on_node(name), _indexes(kwargs))
+
+
+# --- SocketSplice ------------------------------------------------------------------------------
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def splice_changed(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-    reconcile_splice(body, patch, logger)
+async def splice_changed(body: kopf.Body, **kwargs: Any) -> None:
+    await _refresh([splice_key(body)], _indexes(kwargs))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def splice_resync(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-    reconcile_splice(body, patch, logger)
+async def splice_resync(body: kopf.Body, **kwargs: Any) -> None:
+    await _refresh([splice_key(body)], _indexes(kwargs))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def splice_deleted(body: kopf.Body, logger: Any, **_: Any) -> None:
     logger.info("deleted: agents detach the programs; live connections finish spliced")
+    STATUSES.forget(splice_key(body))
     METRICS.count("SocketSplice", "deleted")
 
 
 # --- SpliceBenchmark ---------------------------------------------------------------------------
 
 
+def job_state(job: Mapping[str, Any] | None) -> str | None:
+    """``Active``, ``Succeeded``, ``Failed``, or None when the Job does not exist."""
+    if job is None:
+        return None
+    status = job.get("status") or {}
+    if status.get("succeeded"):
+        return "Succeeded"
+    if status.get("failed"):
+        return "Failed"
+    return "Active"
+
+
+def job_log(k: Kube, namespace: str, job: str) -> str:
+    pods = k.list_pods(namespace, labels=f"job-name={job}").get("items") or []
+    return k.pod_log(namespace, pods[0]["metadata"]["name"]) if pods else ""
+
+
 def observe(k: Kube, b: benchmarks.Benchmark, status: dict[str, Any]) -> benchmarks.Facts:
-    server = k.pods(b.namespace, f"{benchmarks.LABEL}={b.name},{benchmarks.ROLE_LABEL}=server")
+    server = (
+        k.list_pods(b.namespace, labels=f"{benchmarks.LABEL}={b.name},{benchmarks.ROLE_LABEL}=server").get(
+            "items"
+        )
+        or []
+    )
     s_status = (server[0].get("status") or {}) if server else {}
-    plain = k.job_state(b.namespace, b.object_name("plain"))
-    spliced = k.job_state(b.namespace, b.object_name("spliced"))
-    splice = k.socketsplice(b.namespace, b.object_name("splice"))
+    plain_job = job_state(k.get_job(b.namespace, b.object_name("plain")))
+    spliced = job_state(k.get_job(b.namespace, b.object_name("spliced")))
+    splice = k.get_socketsplice(b.namespace, b.object_name("splice"))
     ready = None
     if splice is not None:
         st = splice.get("status") or {}
@@ -97,13 +192,13 @@ def observe(k: Kube, b: benchmarks.Benchmark, status: dict[str, Any]) -> benchma
     return benchmarks.Facts(
         server_phase=str(s_status.get("phase", "Pending")) if server else None,
         server_ip=str(s_status.get("podIP") or ""),
-        plain_job=plain,
+        plain_job=plain_job,
         spliced_job=spliced,
         splice_ready=ready,
-        plain_log=k.job_log(b.namespace, b.object_name("plain"))
-        if plain == "Succeeded" and phase == benchmarks.Phase.RUNNING_PLAIN
+        plain_log=job_log(k, b.namespace, b.object_name("plain"))
+        if plain_job == "Succeeded" and phase == benchmarks.Phase.RUNNING_PLAIN
         else "",
-        spliced_log=k.job_log(b.namespace, b.object_name("spliced")) if spliced == "Succeeded" else "",
+        spliced_log=job_log(k, b.namespace, b.object_name("spliced")) if spliced == "Succeeded" else "",
     )
 
 
@@ -129,9 +224,9 @@ def benchmark_step(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) ->
             k.create(obj)
         for role in step.delete:
             k.delete(_KIND_OF_ROLE[role], b.namespace, b.object_name(role))
-    except ApiException as exc:
+    except SockspliceError as exc:
         METRICS.count(benchmarks.KIND, "error")
-        raise kopf.TemporaryError(f"api: {exc.status} {exc.reason}", delay=10) from exc
+        raise kopf.TemporaryError(str(exc), delay=10) from exc
     METRICS.count(benchmarks.KIND, "ok")
     if not step.status:
         return
@@ -142,6 +237,6 @@ def benchmark_step(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) ->
     if update.get("phase") in (benchmarks.Phase.SUCCEEDED, benchmarks.Phase.FAILED):
         update["completionTime"] = now
     if update.get("phase") != status.get("phase"):
-        log = logger.warning if update.get("phase") == benchmarks.Phase.FAILED else logger.info
-        log(f"{update.get('phase')}: {update.get('message', '')}")
+        log_fn = logger.warning if update.get("phase") == benchmarks.Phase.FAILED else logger.info
+        log_fn(f"{update.get('phase')}: {update.get('message', '')}")
     patch.status.update(update)

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from socksplice import kubeconfig
+from socksplice import kubeapi
 from socksplice.errors import SockspliceError
 
 log = logging.getLogger("socksplice.operator")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from socksplice.operator import handlers
 
     try:
-        kubeconfig.load()
+        kubeapi.load()
     except SockspliceError as exc:
         log.error("operator: %s", exc)
         return 1

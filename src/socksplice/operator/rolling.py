@@ -45,10 +45,13 @@ def is_bad(event: str) -> bool:
     return head in (f"{READY}=False", f"{DEGRADED}=True")
 
 
-def pod_refs(objects: Iterable[Mapping[str, Any]]) -> list[PodRef]:
-    """Pods that parse; a malformed Pod object is skipped (it cannot be planned either way)."""
+def pod_refs(objects: Iterable[Mapping[str, Any] | PodRef]) -> list[PodRef]:
+    """Pods that parse (``PodRef`` as they are); a malformed Pod object is skipped (it cannot be planned)."""
     refs = []
     for obj in objects:
+        if isinstance(obj, PodRef):
+            refs.append(obj)
+            continue
         try:
             refs.append(pod_ref_from_api(obj))
         except InvalidSpec:
@@ -58,7 +61,7 @@ def pod_refs(objects: Iterable[Mapping[str, Any]]) -> list[PodRef]:
 
 def splice_status(
     body: Mapping[str, Any],
-    pods: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any] | PodRef],
     nodes: Mapping[str, Mapping[str, Any]],
     now: datetime,
     stale_after: float = 120.0,
@@ -77,3 +80,13 @@ def splice_status(
     status = rollup(splice, pod_refs(pods), nodes, previous, now, stale_after)
     new: list[dict[str, Any]] = status["conditions"]
     return Outcome(status, "ok", transitions(previous, new))
+
+
+def status_nodes(status: Mapping[str, Any] | None) -> frozenset[str]:
+    """The nodes a SocketSplice status names (``status.nodes[].name``): whose SpliceNode affects it."""
+    return frozenset(str(n.get("name")) for n in (status or {}).get("nodes") or [] if isinstance(n, Mapping))
+
+
+def changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """True when merging ``new`` into ``current`` would change it (a status patch is worth sending)."""
+    return any((current or {}).get(k) != v for k, v in new.items())

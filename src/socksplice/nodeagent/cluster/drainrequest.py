@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from socksplice.api.status import parse_timestamp, timestamp
 from socksplice.errors import TemporaryError
@@ -217,27 +217,13 @@ class DrainRequests:
 
 
 def kube_fns(node: str) -> tuple[GetNode, PatchStatus]:
-    """Get this node's SpliceNode (None when absent) and merge-patch its status (kubernetes client)."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+    """Get this node's SpliceNode (None when absent) and merge-patch its status (``kubeapi.Kube``)."""
+    from socksplice.kubeapi import Kube
 
-    from socksplice.api.socketsplice import GROUP, VERSION
-    from socksplice.api.status import SPLICENODE_PLURAL
-
-    custom = client.CustomObjectsApi()
-
-    def get_node() -> Mapping[str, Any] | None:
-        try:
-            obj = cast(
-                Mapping[str, Any], custom.get_cluster_custom_object(GROUP, VERSION, SPLICENODE_PLURAL, node)
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return obj
+    kube = Kube()
 
     def patch_status(body: dict[str, Any]) -> None:
-        custom.patch_cluster_custom_object_status(GROUP, VERSION, SPLICENODE_PLURAL, node, body)
+        if not kube.patch_splicenode_status(node, body):
+            raise TemporaryError(f"SpliceNode {node}: status.drain not written: the SpliceNode is absent")
 
-    return get_node, patch_status
+    return lambda: kube.get_splicenode(node), patch_status

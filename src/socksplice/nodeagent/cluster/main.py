@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from socksplice import kubeconfig
+from socksplice import kubeapi
 from socksplice.kernel import cgroup2
 from socksplice.nodeagent.agent import Agent, Source
 from socksplice.nodeagent.cluster.drainrequest import DrainRequests, kube_fns
@@ -25,7 +25,7 @@ def doctor_results() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def cluster_front_door(
     node: str, cgroup_root: Path | None, proc: Path
 ) -> tuple[ClusterSource, SpliceNodeSink]:
-    kubeconfig.load()
+    kubeapi.load()
     root = cgroup_root if cgroup_root is not None else cgroup2.find_root()
     source = ClusterSource(node, Locator(root, proc), drains=DrainRequests(node, *kube_fns(node)))
     source.start()

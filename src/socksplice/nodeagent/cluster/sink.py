@@ -14,14 +14,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from socksplice.api.socketsplice import GROUP, VERSION
 from socksplice.api.status import (
     SPLICENODE_API_VERSION,
     SPLICENODE_KIND,
-    SPLICENODE_PLURAL,
     splicenode_status,
 )
-from socksplice.errors import TemporaryError
+from socksplice.errors import SockspliceError, TemporaryError
+from socksplice.kubeapi import Kube
 
 log = logging.getLogger(__name__)
 
@@ -40,47 +39,27 @@ class SpliceNodeSink:
         node: str,
         doctor: Sequence[Mapping[str, Any]] = (),
         hazards: Sequence[Mapping[str, Any]] = (),
-        api: Any = None,
-        core: Any = None,
+        kube: Kube | None = None,
     ) -> None:
-        from kubernetes import client
-
         self.node = node
         self.doctor = list(doctor)
         self.hazards = list(hazards)
-        self.api = api if api is not None else client.CustomObjectsApi()
-        self.core = core if core is not None else client.CoreV1Api()
+        self.kube = kube if kube is not None else Kube()
 
     def node_uid(self) -> str:
         """The Node's uid, or "" when it cannot be read (the SpliceNode is then not owned)."""
-        from kubernetes.client.exceptions import ApiException
-
         try:
-            metadata = self.core.read_node(self.node).metadata
-            return str(metadata.uid or "") if metadata is not None else ""
-        except ApiException as exc:
-            log.warning(
-                "SpliceNode %s: created without an owner: Node not readable: %s", self.node, exc.status
-            )
+            node = self.kube.get_node(self.node)
+        except SockspliceError as exc:
+            log.warning("SpliceNode %s: created without an owner: Node not readable: %s", self.node, exc)
             return ""
+        return str(((node or {}).get("metadata") or {}).get("uid") or "")
 
     def publish(self, status: dict[str, Any]) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         body = {"status": splicenode_status(status, datetime.now(UTC), self.doctor, self.hazards)}
         try:
-            try:
-                self.api.patch_cluster_custom_object_status(
-                    GROUP, VERSION, SPLICENODE_PLURAL, self.node, body
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                self.api.create_cluster_custom_object(
-                    GROUP, VERSION, SPLICENODE_PLURAL, splicenode_object(self.node, self.node_uid())
-                )
-                self.api.patch_cluster_custom_object_status(
-                    GROUP, VERSION, SPLICENODE_PLURAL, self.node, body
-                )
-        except ApiException as exc:
-            raise TemporaryError(f"SpliceNode {self.node}: not written: {exc.status} {exc.reason}") from exc
+            if not self.kube.patch_splicenode_status(self.node, body):
+                self.kube.create_splicenode(splicenode_object(self.node, self.node_uid()))
+                self.kube.patch_splicenode_status(self.node, body)
+        except SockspliceError as exc:
+            raise TemporaryError(f"SpliceNode {self.node}: not written: {exc}") from exc

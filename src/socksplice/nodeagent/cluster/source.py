@@ -12,17 +12,17 @@ read once, and for good once a drain was requested on it.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from socksplice.api.planning import PodPlan, plan
 from socksplice.api.pods import PodRef, pod_ref_from_api
-from socksplice.api.socketsplice import GROUP, PLURAL, VERSION, SocketSplice, parse_socketsplice
+from socksplice.api.socketsplice import SocketSplice, parse_socketsplice
 from socksplice.errors import InvalidSpec, TemporaryError
+from socksplice.kubeapi.failures import Gone
 from socksplice.nodeagent.agent import Snapshot
 from socksplice.nodeagent.cluster.drainrequest import DrainRequests
 from socksplice.nodeagent.cluster.locating import Locator
@@ -31,14 +31,8 @@ from socksplice.nodeagent.targets import PodLocation
 
 log = logging.getLogger(__name__)
 
-WATCH_TIMEOUT_SECONDS = 300
-
 ListFn = Callable[[], Mapping[str, Any]]
 WatchFn = Callable[[str], Iterable[Mapping[str, Any]]]
-
-
-class Gone(Exception):
-    """The watch's resourceVersion is too old (HTTP 410)."""
 
 
 def run_watch(
@@ -72,41 +66,17 @@ def run_watch(
 
 
 def _kube_fns(node: str) -> tuple[ListFn, WatchFn, ListFn, WatchFn]:
-    """List and watch functions for pods on ``node`` and for all SocketSplices (kubernetes client)."""
-    from kubernetes import client, watch
-    from kubernetes.client.exceptions import ApiException
+    """List and watch functions for pods on ``node`` and for all SocketSplices (``kubeapi.Kube``)."""
+    from socksplice.kubeapi import Kube
 
-    core, custom = client.CoreV1Api(), client.CustomObjectsApi()
-    selector = f"spec.nodeName={node}"
-
-    def list_pods() -> Mapping[str, Any]:
-        r = core.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False)
-        body: Mapping[str, Any] = json.loads(cast(Any, r).data)
-        return body
-
-    def list_splices() -> Mapping[str, Any]:
-        body = cast(Mapping[str, Any], custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
-        return body
-
-    def events(func: Any, *args: Any, **kwargs: Any) -> Iterable[Mapping[str, Any]]:
-        try:
-            stream = watch.Watch().stream  # type: ignore[no-untyped-call]
-            for ev in stream(  # type: ignore[no-untyped-call]
-                func, *args, allow_watch_bookmarks=True, timeout_seconds=WATCH_TIMEOUT_SECONDS, **kwargs
-            ):
-                yield {"type": ev["type"], "object": ev.get("raw_object") or {}}
-        except ApiException as exc:
-            if exc.status == 410:
-                raise Gone(str(exc.reason)) from exc
-            raise
-
-    def watch_pods(rv: str) -> Iterable[Mapping[str, Any]]:
-        return events(core.list_pod_for_all_namespaces, field_selector=selector, resource_version=rv)
-
-    def watch_splices(rv: str) -> Iterable[Mapping[str, Any]]:
-        return events(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, resource_version=rv)
-
-    return list_pods, watch_pods, list_splices, watch_splices
+    kube = Kube()
+    fields = f"spec.nodeName={node}"
+    return (
+        lambda: kube.list_pods(fields=fields),
+        lambda rv: kube.watch_pods(rv, fields=fields),
+        kube.list_socketsplices,
+        kube.watch_socketsplices,
+    )
 
 
 @dataclass(frozen=True)
