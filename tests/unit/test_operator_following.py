@@ -41,7 +41,13 @@ class Operator:
         self.settings = kopf.OperatorSettings()
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
 
-    async def event(self, resource: Resource, kind: str, obj: dict[str, Any]) -> None:
+    def start(self) -> None:
+        """Inside the running loop: where kopf's posting of Events finds its queue and settings."""
+        posting.event_queue_var.set(self.queue)
+        posting.event_queue_loop_var.set(asyncio.get_running_loop())
+        posting.settings_var.set(self.settings)
+
+    async def event(self, resource: Resource, kind: str, obj: dict[str, Any], settle: bool = True) -> None:
         """One watch event; for SocketSplices only indexing (their own handlers patch through kopf)."""
         if resource is SPLICES:
             await indexing.index_resource(
@@ -68,7 +74,8 @@ class Operator:
             event_queue=self.queue,
             no_throttling=True,
         )
-        await asyncio.sleep(handlers.STATUSES.coalesce * 2)
+        if settle:  # let the coalesced recomputations run
+            await asyncio.sleep(handlers.STATUSES.coalesce * 2)
 
     async def splice(self, key: str) -> None:
         """What ``splice_changed`` does on create/resume, with the indexes kopf keeps."""
@@ -96,9 +103,7 @@ def _fresh_nodes() -> list[dict[str, Any]]:
 
 async def _started(api: FakeApi) -> Operator:
     op = Operator(api)
-    posting.event_queue_var.set(op.queue)
-    posting.event_queue_loop_var.set(asyncio.get_running_loop())
-    posting.settings_var.set(op.settings)
+    op.start()
     for pod in apifixtures.items("pods.json"):
         await op.event(PODS, "ADDED", pod)
     for node in _fresh_nodes():
