@@ -213,3 +213,21 @@ def test_cli_needs_a_selection() -> None:
     with pytest.raises(SystemExit) as exc:
         draining.main(["--timeout=5"])
     assert exc.value.code == 2
+
+
+def test_the_drain_command_annotates_through_the_adaptor() -> None:
+    from tests.unit.fakeapi import FakeApi
+
+    fake = FakeApi()
+    for node in apifixtures.items("splicenodes.json"):
+        fake.add("splicenodes", node)
+    api = draining.Api.__new__(draining.Api)
+    api.kube = fake.kube()
+    clock = iter(range(0, 10_000, 100))
+    drains, requested, _ = draining.run(api, [], 0.0, sleep=lambda _s: None, clock=lambda: float(next(clock)))
+    assert {d.phase for d in drains} == {draining.NO_REPORT}
+    for name in ("node-a", "node-b"):
+        obj = fake.get("splicenodes", name)
+        assert obj is not None
+        assert obj["metadata"]["annotations"][draining.ANNOTATION] == draining.timestamp(requested)
+    assert fake.counts()["PATCH splicenodes"] == 2

@@ -20,11 +20,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from socksplice import kubeapi
-from socksplice.api.socketsplice import GROUP, VERSION
-from socksplice.api.status import SPLICENODE_PLURAL, parse_timestamp, timestamp
+from socksplice.api.status import parse_timestamp, timestamp
 from socksplice.errors import SockspliceError
 
 ANNOTATION = "socksplice.io/drain-requested"
@@ -115,19 +114,16 @@ def render_line(d: NodeDrain) -> str:
 
 
 class Api:
-    """SpliceNodes through the kubernetes client: list (raw JSON dicts) and merge-patch."""
+    """SpliceNodes through ``kubeapi.Kube``: list (raw JSON dicts) and merge-patch."""
 
     def __init__(self) -> None:
-        from kubernetes import client
-
-        self.custom = client.CustomObjectsApi()
+        self.kube = kubeapi.Kube()
 
     def splicenodes(self) -> list[dict[str, Any]]:
-        body = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, SPLICENODE_PLURAL))
-        return list(body.get("items") or [])
+        return list(self.kube.list_splicenodes().get("items") or [])
 
     def patch(self, name: str, body: dict[str, Any]) -> None:
-        self.custom.patch_cluster_custom_object(GROUP, VERSION, SPLICENODE_PLURAL, name, body)
+        self.kube.patch_splicenode(name, body)
 
 
 def select(objects: Iterable[Mapping[str, Any]], names: Sequence[str]) -> list[Mapping[str, Any]]:
@@ -188,12 +184,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(a: argparse.Namespace) -> int:
-    from kubernetes.client.exceptions import ApiException
-
     try:
         kubeapi.load()
         drains, requested, waited = run(Api(), a.node, a.timeout)
-    except (ApiException, SockspliceError, OSError, ValueError) as exc:
+    except (SockspliceError, OSError, ValueError) as exc:
         print(f"socksplice drain: {exc}", file=sys.stderr)
         return ERROR_EXIT
     if a.json:
