@@ -80,18 +80,23 @@ class SpliceEnv:
         return self.topology.pod(name, namespace)
 
 
-def agent_settings(topology: LocalTopology, pin_root: Path, state_dir: Path) -> AgentSettings:
+def agent_settings(
+    topology: LocalTopology, pin_root: Path, state_dir: Path, **datapath: int
+) -> AgentSettings:
+    """Test agent settings; ``datapath`` overrides DatapathSettings fields (limits, sizes)."""
     return AgentSettings(
         node_name="test",
         state_dir=state_dir,
-        datapath=DatapathSettings(pin_root=pin_root, name=f"t-{topology.run_id}"),
+        datapath=DatapathSettings(pin_root=pin_root, name=f"t-{topology.run_id}", **datapath),
         metrics_port=-1,
     )
 
 
 @contextmanager
-def splice_env(topology: LocalTopology, pin_root: Path, state_dir: Path) -> Iterator[SpliceEnv]:
-    settings = agent_settings(topology, pin_root, state_dir)
+def splice_env(
+    topology: LocalTopology, pin_root: Path, state_dir: Path, **datapath: int
+) -> Iterator[SpliceEnv]:
+    settings = agent_settings(topology, pin_root, state_dir, **datapath)
     datapath = Datapath.load(settings.datapath)
     assert topology.state_dir is not None
     agent = Agent(settings, LocalSource(topology.state_dir, "test"), datapath, StatusFile(topology.state_dir))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 MAX_PORTS = 16
 
 POD_SPLICE_ALL = 0x1
@@ -36,6 +36,9 @@ COUNTERS: tuple[str, ...] = (
     "err_storage",
     "err_pairs_update",
     "no_pod_config",
+    "fallback_backpressure",
+    "backpressure_entered",
+    "backpressure_resumed",
 )
 NR_COUNTERS = len(COUNTERS)
 
@@ -45,6 +48,7 @@ FALLBACK_REASONS: dict[str, str] = {
     "fallback_ratchet": "ratchet",
     "fallback_redirect_error": "redirect_error",
     "fallback_no_state": "no_state",
+    "fallback_backpressure": "backpressure",
 }
 
 

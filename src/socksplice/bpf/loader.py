@@ -25,6 +25,7 @@ from socksplice.bpf import headers as headers_mod
 from socksplice.bpf.layout import COUNTERS, LAYOUT_VERSION, NR_COUNTERS, PodConfigStruct, PodDatapathConfig
 from socksplice.errors import KernelError, KernelUnsupported
 from socksplice.kernel import bpffs, bpfsys
+from socksplice.kernel.btf import Btf
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,14 @@ class DatapathSettings:
     """Maximum selected pods on the node."""
     max_policies: int = 256
     """Policy slots for per-SocketSplice counters (slot 0 is 'none')."""
+    unread_limit: int = 4 << 20
+    """Backpressure: bytes a spliced receiver may hold unread before that direction of the
+    connection moves to TCP until its reader has caught up. A receiver that set ``SO_RCVBUF`` is
+    held to that buffer instead, as TCP holds it."""
+    node_tcp_memory_low: int = 0
+    """Pages of node-wide TCP memory from which a spliced receiver is held to its own buffer
+    (``sk_rcvbuf``) again. 0: the kernel's ``net.ipv4.tcp_mem[0]``, below which TCP itself
+    does not regulate memory."""
     program_tag: int = 0
     """Compiled in as SS_PROGRAM_TAG: a build of the programs that differs from another only by
     this number is a new program version over the same pinned maps (upgrade tests use it)."""
@@ -69,6 +78,37 @@ def program_source() -> str:
     return "".join(parts)
 
 
+KERNEL_FIELDS = {
+    "SS_OFF_SK_RMEM_ALLOC": ("sock", "sk_backlog.rmem_alloc", 4),
+    "SS_OFF_SK_RCVBUF": ("sock", "sk_rcvbuf", 4),
+    "SS_OFF_TP_WRITE_SEQ": ("tcp_sock", "write_seq", 4),
+    "SS_OFF_TP_RCV_NXT": ("tcp_sock", "rcv_nxt", 4),
+    "SS_OFF_TP_COPIED_SEQ": ("tcp_sock", "copied_seq", 4),
+    "SS_OFF_SK_PROT": ("sock", "__sk_common.skc_prot", 8),
+    "SS_OFF_PROTO_MEMORY_ALLOCATED": ("proto", "memory_allocated", 8),
+    "SS_OFF_PROTO_SYSCTL_MEM": ("proto", "sysctl_mem", 8),
+}
+"""Kernel struct fields the programs read (backpressure), located in the running kernel's BTF."""
+
+
+def kernel_field_cflags(btf: Btf | None = None) -> list[str]:
+    """``-D`` offsets of :data:`KERNEL_FIELDS` in this kernel (KernelUnsupported without BTF)."""
+    btf = btf or Btf.running()
+    out = []
+    for macro, (struct_name, member, size) in KERNEL_FIELDS.items():
+        m = btf.member(struct_name, member)
+        if m.size != size:
+            raise KernelUnsupported(
+                f"{struct_name}.{member} is {m.size} bytes here; the programs read {size}"
+            )
+        out.append(f"-D{macro}={m.offset}")
+    locks = btf.member("sock", "sk_userlocks")  # u8, or a 4-bit bit-field on older kernels
+    if locks.size not in (0, 1) or locks.bit_offset + locks.bit_size > 8:
+        raise KernelUnsupported(f"sock.sk_userlocks is laid out as {locks} here; the programs read one byte")
+    out += [f"-DSS_OFF_SK_USERLOCKS={locks.offset}", f"-DSS_USERLOCKS_SHIFT={locks.bit_offset}"]
+    return out
+
+
 def _cflags(settings: DatapathSettings) -> list[str]:
     return [
         f'-DSS_PIN_DIR="{settings.pin_dir}"',
@@ -77,6 +117,9 @@ def _cflags(settings: DatapathSettings) -> list[str]:
         f"-DSS_PODS_SIZE={settings.pods_size}",
         f"-DSS_MAX_POLICIES={settings.max_policies}",
         f"-DSS_PROGRAM_TAG={settings.program_tag}",
+        f"-DSS_UNREAD_LIMIT={settings.unread_limit}",
+        f"-DSS_NODE_TCP_MEM_LOW={settings.node_tcp_memory_low}",
+        *kernel_field_cflags(),
         "-Wno-unused-function",
     ]
 

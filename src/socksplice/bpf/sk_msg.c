@@ -5,6 +5,18 @@
  * otherwise passes it to TCP and sets the ratchet, so the direction stays on TCP for the
  * connection's life (a later redirected chunk would overtake bytes still in the TCP path).
  * Every decision is counted by reason. Any miss is SK_PASS: plain TCP.
+ *
+ * Backpressure: a redirected message is queued on the peer by bpf_tcp_ingress (tcp_bpf.c), which
+ * charges the peer's sk_rmem_alloc but never compares it with sk_rcvbuf, and the sender's memory
+ * is released at once: nothing makes the sender wait. So before each redirect the program reads
+ * the peer's sk_rmem_alloc (what it holds unread, spliced and TCP); when the message would take it
+ * past the limit, the direction moves to TCP, whose window then makes the sender block or get EAGAIN as with any TCP peer. It comes back
+ * only when no TCP byte of it can still be overtaken: the sender's write_seq equals the peer's
+ * rcv_nxt (everything written reached the peer) and the peer's copied_seq (the application read
+ * it all; tcp_bpf_recvmsg serves queued redirected bytes first and counts only TCP bytes in
+ * copied_seq). The limit is what TCP lets the receiver hold: its sk_rcvbuf, or up to SS_UNREAD_LIMIT
+ * while it did not set SO_RCVBUF and the node's TCP memory is below tcp_mem[0] (an autotuned TCP
+ * receiver's buffer grows towards tcp_rmem[2]; a spliced one's does not). Fields are read with bpf_probe_read_kernel at offsets from the running kernel's BTF.
  */
 #include "socksplice.h"
 
@@ -16,6 +28,59 @@ static __always_inline int ss_fallback(struct ss_sock_state *st, __u32 slot, __u
 	ss_count(slot, SS_C_MSGS_FALLBACK, 1);
 	ss_count(slot, SS_C_BYTES_FALLBACK, len);
 	return SK_PASS;
+}
+
+static __always_inline __u64 ss_read(__u64 addr, __u32 off, __u32 size)
+{
+	__u64 v = 0; /* little-endian: a 1- or 4-byte read fills the low bytes */
+	bpf_probe_read_kernel(&v, size & 0xf, (void *)(addr + off));
+	return v;
+}
+
+/* The receiver may hold more than its sk_rcvbuf (up to SS_UNREAD_LIMIT) only when it did not set
+ * SO_RCVBUF and the node's TCP memory is below tcp_mem[0] (or SS_NODE_TCP_MEM_LOW pages when set),
+ * where TCP itself starts to regulate memory
+ * (the protocol's memory_allocated and sysctl_mem, reached through sk_prot: no kernel symbol
+ * addresses needed). */
+static __always_inline __u64 ss_unread_limit(__u64 peer_sk, __u64 rcvbuf)
+{
+	__u64 locks = ss_read(peer_sk, SS_OFF_SK_USERLOCKS, 1) >> SS_USERLOCKS_SHIFT;
+	if ((locks & SS_SOCK_RCVBUF_LOCK) || rcvbuf >= SS_UNREAD_LIMIT)
+		return rcvbuf;
+	__u64 prot = ss_read(peer_sk, SS_OFF_SK_PROT, 8);
+	__u64 allocated = prot ? ss_read(prot, SS_OFF_PROTO_MEMORY_ALLOCATED, 8) : 0;
+	__u64 sysctl_mem = prot ? ss_read(prot, SS_OFF_PROTO_SYSCTL_MEM, 8) : 0;
+	if (!allocated || !sysctl_mem)
+		return rcvbuf; /* cannot check the node: fail closed, TCP's own limit */
+	__s64 pages = (__s64)ss_read(allocated, 0, 8);
+	__s64 low = SS_NODE_TCP_MEM_LOW ? SS_NODE_TCP_MEM_LOW : (__s64)ss_read(sysctl_mem, 0, 8);
+	if (pages >= low)
+		return rcvbuf;
+	return SS_UNREAD_LIMIT;
+}
+
+/* 0: redirect; 1: pass to TCP (the direction is, or now goes, under backpressure). */
+static __always_inline int ss_backpressure(struct ss_sock_state *st, __u32 slot, __u64 len)
+{
+	if (!st->sk_addr || !st->peer_sk)
+		return 1; /* the limit cannot be checked: fail closed, to TCP */
+	__u64 unread = ss_read(st->peer_sk, SS_OFF_SK_RMEM_ALLOC, 4);
+	__u64 rcvbuf = ss_read(st->peer_sk, SS_OFF_SK_RCVBUF, 4);
+	if (!(st->flags & SS_SK_BACKPRESSURE)) {
+		if (unread + len <= rcvbuf || unread + len <= ss_unread_limit(st->peer_sk, rcvbuf))
+			return 0;
+		st->flags |= SS_SK_BACKPRESSURE;
+		ss_count(slot, SS_C_BP_ENTERED, 1);
+		return 1;
+	}
+	__u64 written = ss_read(st->sk_addr, SS_OFF_TP_WRITE_SEQ, 4);
+	if (written != ss_read(st->peer_sk, SS_OFF_TP_RCV_NXT, 4) ||
+	    written != ss_read(st->peer_sk, SS_OFF_TP_COPIED_SEQ, 4) ||
+	    unread + len > ss_unread_limit(st->peer_sk, rcvbuf) / 2)
+		return 1;
+	st->flags &= ~SS_SK_BACKPRESSURE;
+	ss_count(slot, SS_C_BP_RESUMED, 1);
+	return 0;
 }
 
 int ss_sk_msg(struct sk_msg_md *msg)
@@ -33,12 +98,20 @@ int ss_sk_msg(struct sk_msg_md *msg)
 
 	__u64 peer = st->peer;
 	if (!peer) {
-		__u64 *p = peer_of.lookup(&st->id);
+		struct ss_peer *p = peer_of.lookup(&st->id);
 		if (!p)
 			return ss_fallback(st, slot, SS_C_FB_UNPAIRED, len);
-		peer = *p;
+		peer = p->sock_id;
 		st->peer = peer;
+		st->peer_sk = p->sk_addr;
 		peer_of.delete(&st->id);
+	}
+	if (ss_backpressure(st, slot, len)) {
+		/* No ratchet here: ss_backpressure decides when this direction may come back. */
+		ss_count(slot, SS_C_FB_BACKPRESSURE, 1);
+		ss_count(slot, SS_C_MSGS_FALLBACK, 1);
+		ss_count(slot, SS_C_BYTES_FALLBACK, len);
+		return SK_PASS;
 	}
 	long verdict = sock_hash.msg_redirect_hash(msg, &peer, BPF_F_INGRESS);
 	if (verdict != SK_PASS)

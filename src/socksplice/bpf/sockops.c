@@ -127,6 +127,7 @@ int ss_sockops(struct bpf_sock_ops *skops)
 	}
 	__u64 id = ss_get_socket_cookie(skops);
 	st->id = id;
+	st->sk_addr = (__u64)sk; /* a privileged program may keep a kernel address as a number */
 	st->policy_slot = slot;
 
 	struct ss_pair_key key = {};
@@ -164,7 +165,8 @@ int ss_sockops(struct bpf_sock_ops *skops)
 		int theirs = hint->server_mode;
 		int mine = ss_port_mode(cfg, (__u16)hint->server_port);
 		syn_hints.delete(&hkey);
-		struct ss_pair_val me = {.sock_id = id, .netns = netns, .local_port = local_port, .passive = passive};
+		struct ss_pair_val me = {
+			.sock_id = id, .sk_addr = st->sk_addr, .netns = netns, .local_port = local_port, .passive = passive};
 		int rc = pairs.update(&key, &me);
 		if (rc != 0) {
 			ss_count(slot, SS_C_ERR_PAIRS_UPDATE, 1);
@@ -177,6 +179,7 @@ int ss_sockops(struct bpf_sock_ops *skops)
 
 	/* Second end: the pair is complete. */
 	__u64 peer_id = first->sock_id;
+	__u64 peer_sk = first->sk_addr;
 	__u64 peer_netns = first->netns;
 	__u16 server_port = passive ? local_port : first->local_port;
 	pairs.delete(&key);
@@ -199,8 +202,10 @@ int ss_sockops(struct bpf_sock_ops *skops)
 	if (ss_insert(skops, st, &id) != 0)
 		return 1;
 	st->peer = peer_id;
+	st->peer_sk = peer_sk;
 	/* Only now may the first end redirect to us: we are in the SOCKHASH. */
-	peer_of.update(&peer_id, &id);
+	struct ss_peer me = {.sock_id = id, .sk_addr = st->sk_addr};
+	peer_of.update(&peer_id, &me);
 	ss_count(slot, SS_C_PAIRS_SPLICED, 1);
 	return 1;
 }

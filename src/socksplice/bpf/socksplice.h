@@ -6,7 +6,13 @@
  *
  * Knobs arrive as -D cflags from the loader: SS_PIN_DIR (bpffs directory for pins, string),
  * SS_SOCKHASH_SIZE, SS_PAIRS_SIZE, SS_PODS_SIZE, SS_MAX_POLICIES, SS_PROGRAM_TAG (a build number
- * that changes the programs, never the maps: programs of another tag adopt the same pins).
+ * that changes the programs, never the maps: programs of another tag adopt the same pins),
+ * SS_UNREAD_LIMIT (backpressure: unread bytes a receiver that did not set SO_RCVBUF may hold), and
+ * where the kernel fields backpressure reads are, taken from the running kernel's BTF
+ * (socksplice.kernel.btf), never from the headers bcc compiles against: SS_OFF_SK_RMEM_ALLOC,
+ * SS_OFF_SK_RCVBUF, SS_OFF_SK_USERLOCKS with SS_USERLOCKS_SHIFT (a bit-field on some kernels),
+ * SS_OFF_TP_WRITE_SEQ, SS_OFF_TP_RCV_NXT, SS_OFF_TP_COPIED_SEQ, SS_OFF_SK_PROT,
+ * SS_OFF_PROTO_MEMORY_ALLOCATED, SS_OFF_PROTO_SYSCTL_MEM.
  */
 #ifndef SOCKSPLICE_H
 #define SOCKSPLICE_H
@@ -14,7 +20,7 @@
 #include <uapi/linux/bpf.h>
 #include <linux/socket.h>
 
-#define SS_LAYOUT_VERSION 1
+#define SS_LAYOUT_VERSION 2
 
 #ifndef SS_PIN_DIR
 #error "SS_PIN_DIR must be given by the loader"
@@ -33,6 +39,19 @@
 #endif
 #ifndef SS_MAX_POLICIES
 #define SS_MAX_POLICIES 256
+#endif
+#ifndef SS_UNREAD_LIMIT
+#define SS_UNREAD_LIMIT (4 << 20)
+#endif
+#ifndef SS_NODE_TCP_MEM_LOW
+#define SS_NODE_TCP_MEM_LOW 0 /* pages; 0: the kernel's tcp_mem[0] */
+#endif
+#define SS_SOCK_RCVBUF_LOCK 2 /* include/net/sock.h */
+#if !defined(SS_OFF_SK_RMEM_ALLOC) || !defined(SS_OFF_SK_RCVBUF) || !defined(SS_OFF_SK_USERLOCKS) || \
+	!defined(SS_USERLOCKS_SHIFT) || !defined(SS_OFF_TP_WRITE_SEQ) || !defined(SS_OFF_TP_RCV_NXT) || \
+	!defined(SS_OFF_TP_COPIED_SEQ) || !defined(SS_OFF_SK_PROT) || !defined(SS_OFF_PROTO_MEMORY_ALLOCATED) || \
+	!defined(SS_OFF_PROTO_SYSCTL_MEM)
+#error "the loader must give the kernel field offsets (SS_OFF_*) from the running kernel's BTF"
 #endif
 
 #define SS_MAX_PORTS 16
@@ -64,6 +83,7 @@ struct ss_pair_key {
 /* The end that reached ESTABLISHED first, waiting for its peer. */
 struct ss_pair_val {
 	__u64 sock_id;  /* socket cookie */
+	__u64 sk_addr;  /* its struct sock (kernel address, read only with bpf_probe_read_kernel) */
 	__u64 netns;    /* its network namespace cookie */
 	__u32 local_port;
 	__u32 passive;  /* 1 if it is the server end */
@@ -92,12 +112,22 @@ struct ss_hint_val {
 /* Per-socket state in socket-local storage: written by sockops, read by sk_msg. */
 #define SS_SK_IN_MAP 0x1 /* socket was inserted into the SOCKHASH */
 #define SS_SK_TX_TCP 0x2 /* ratchet: this direction sent payload through TCP; stays there */
+#define SS_SK_BACKPRESSURE 0x4 /* the peer's unread bytes reached the limit: this direction is on
+				* TCP until every byte it sent through TCP was read (sk_msg.c) */
 
 struct ss_sock_state {
-	__u64 id;   /* socket cookie (sk_msg cannot read cookies itself) */
-	__u64 peer; /* peer's socket cookie, 0 until paired */
+	__u64 id;      /* socket cookie (sk_msg cannot read cookies itself) */
+	__u64 peer;    /* peer's socket cookie, 0 until paired */
+	__u64 sk_addr; /* this socket's struct sock, recorded by sockops */
+	__u64 peer_sk; /* the peer's struct sock, 0 until paired */
 	__u32 flags;
 	__u32 policy_slot;
+};
+
+/* What the second end of a pair tells the first (peer_of, keyed by the first end's cookie). */
+struct ss_peer {
+	__u64 sock_id;
+	__u64 sk_addr;
 };
 
 /* Per-CPU counters, indexed policy_slot * SS_NR_COUNTERS + counter. */
@@ -121,6 +151,10 @@ enum ss_counter {
 	SS_C_ERR_STORAGE,           /* could not create socket storage */
 	SS_C_ERR_PAIRS_UPDATE,      /* could not record a waiting end (map full?) */
 	SS_C_NO_POD_CONFIG,         /* sockops ran for a socket whose pod has no config */
+	SS_C_FB_BACKPRESSURE,       /* messages passed to TCP because the peer's unread bytes are at
+	                             * the limit, or TCP bytes of this direction are still unread */
+	SS_C_BP_ENTERED,            /* directions moved to TCP by backpressure */
+	SS_C_BP_RESUMED,            /* directions back on the splice after every TCP byte was read */
 	SS_NR_COUNTERS,
 };
 
@@ -128,7 +162,7 @@ BPF_TABLE_PINNED("hash", __u64, struct ss_pod_config, pod_config, SS_PODS_SIZE, 
 BPF_TABLE_PINNED("lru_hash", struct ss_pair_key, struct ss_pair_val, pairs, SS_PAIRS_SIZE, SS_PIN_DIR "/pairs");
 BPF_TABLE_PINNED("lru_hash", struct ss_hint_key, struct ss_hint_val, syn_hints, SS_PAIRS_SIZE,
 		 SS_PIN_DIR "/syn_hints");
-BPF_TABLE_PINNED("lru_hash", __u64, __u64, peer_of, SS_PAIRS_SIZE, SS_PIN_DIR "/peer_of");
+BPF_TABLE_PINNED("lru_hash", __u64, struct ss_peer, peer_of, SS_PAIRS_SIZE, SS_PIN_DIR "/peer_of");
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, counters, SS_MAX_POLICIES * SS_NR_COUNTERS,
 		 SS_PIN_DIR "/counters");
 

@@ -60,6 +60,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--pin-name", default=DatapathSettings.name, help="pin subdirectory (default: %(default)s)"
     )
     p.add_argument(
+        "--unread-limit",
+        type=int,
+        default=DatapathSettings.unread_limit,
+        metavar="BYTES",
+        help="backpressure: bytes a spliced receiver that did not set SO_RCVBUF may hold unread before "
+        "that direction moves to TCP until its reader catches up (default: %(default)s)",
+    )
+    p.add_argument(
+        "--node-tcp-memory-low",
+        type=int,
+        default=DatapathSettings.node_tcp_memory_low,
+        metavar="PAGES",
+        help="node TCP memory from which every spliced receiver is held to its own buffer "
+        "(default: 0, the kernel's net.ipv4.tcp_mem[0])",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         default=AgentSettings.metrics_port,
@@ -85,7 +101,12 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
     return AgentSettings(
         node_name=node_name_of(args),
         state_dir=args.state_dir,
-        datapath=DatapathSettings(pin_root=args.bpffs, name=args.pin_name),
+        datapath=DatapathSettings(
+            pin_root=args.bpffs,
+            name=args.pin_name,
+            unread_limit=args.unread_limit,
+            node_tcp_memory_low=args.node_tcp_memory_low,
+        ),
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         poll_interval=args.poll_interval,

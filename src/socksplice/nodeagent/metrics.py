@@ -23,6 +23,10 @@ PAIR_OUTCOMES = {
     "pairs_port_skipped": "port_not_selected",
     "pairs_peer_unknown": "peer_unknown",
 }
+BACKPRESSURE_EVENTS = {
+    "backpressure_entered": "entered",
+    "backpressure_resumed": "resumed",
+}
 ERROR_KINDS = {
     "err_sockhash_update": "sockhash_update",
     "err_storage": "socket_storage",
@@ -82,6 +86,12 @@ class DatapathCollector(Collector):
         fb_bytes = CounterMetricFamily(
             "socksplice_fallback_bytes", "Bytes of spliceable sockets passed to TCP.", labels=pl
         )
+        backpressure = CounterMetricFamily(
+            "socksplice_backpressure_events",
+            "Directions of spliced connections moved to TCP because the receiver held its unread "
+            "limit (entered), and back to the splice once it read every TCP byte (resumed).",
+            labels=[*pl, "event"],
+        )
         errors = CounterMetricFamily(
             "socksplice_datapath_errors", "Data path errors by kind.", labels=[*pl, "kind"]
         )
@@ -95,9 +105,11 @@ class DatapathCollector(Collector):
             for counter, reason in FALLBACK_REASONS.items():
                 fb_msgs.add_metric([*labels, reason], values[counter])
             fb_bytes.add_metric(labels, values["bytes_fallback"])
+            for counter, event in BACKPRESSURE_EVENTS.items():
+                backpressure.add_metric([*labels, event], values[counter])
             for counter, kind in ERROR_KINDS.items():
                 errors.add_metric([*labels, kind], values[counter])
-        yield from (sockets_added, pairs, msgs, byts, fb_msgs, fb_bytes, errors)
+        yield from (sockets_added, pairs, msgs, byts, fb_msgs, fb_bytes, backpressure, errors)
 
         spliced = self._dp.spliced_sockets()
         yield GaugeMetricFamily(

@@ -48,6 +48,7 @@ APPS: dict[str, App] = {
     "one-byte-writes": App(streams.serve_sink, streams.client_one_byte_writes),
     "8mib-writes": App(streams.serve_sink, streams.client_big_writes),
     "slow-reader": App(streams.serve_slow_sink, streams.client_slow_reader),
+    "stopped-reader": App(streams.serve_stopped_reader, streams.client_stopped_reader),
     "sendfile": App(streams.serve_sink, streams.client_sendfile),
     "splice-to-pipe": App(streams.serve_splice_to_pipe, streams.client_to_splice),
     "shutwr-then-read": App(

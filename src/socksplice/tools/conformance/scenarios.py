@@ -40,6 +40,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("one-byte-writes", "one-byte-writes", "20,000 one-byte writes"),
     Scenario("8mib-writes", "8mib-writes", "8 MiB writes, 32 MiB in total"),
     Scenario("slow-reader", "slow-reader", "server reads slowly; sender must block, never fail"),
+    Scenario(
+        "stopped-reader",
+        "stopped-reader",
+        "server reads nothing for 1.5 s: the sender gets EAGAIN, the backlog stays TCP-sized",
+    ),
     Scenario("msg-peek", "msg-peek", "recv(MSG_PEEK) twice, then recv"),
     Scenario("msg-waitall", "msg-waitall", "recv(100000, MSG_WAITALL) while the peer trickles"),
     Scenario("fionread", "fionread", "ioctl(FIONREAD/SIOCINQ) before and after recv"),

@@ -176,6 +176,69 @@ def client_slow_reader(connect: Connect) -> Trace:
     return _send_writes(connect, pattern(8 << 20, 4), 1 << 20)
 
 
+STOPPED_READER_BYTES = 64 << 20
+"""What the stopped-reader client offers: far more than TCP ever buffers for one connection."""
+STOPPED_READER_PAUSE = 1.5
+"""Seconds the stopped reader reads nothing."""
+STOPPED_READER_BACKLOG = 8 << 20
+"""The most a stopped reader may be left holding: TCP holds about its receive buffer (128 KiB by
+default), a spliced receiver at most its backpressure limit (4 MiB by default); without a limit
+the whole 64 MiB would be queued."""
+SO_MEMINFO = 55
+_MEMINFO_RMEM_ALLOC = 0
+
+
+def unread_backlog(c: socket.socket) -> int:
+    """Bytes the kernel holds for this socket's reader: ``SO_MEMINFO``'s ``sk_rmem_alloc``, which
+    counts redirected bytes as well as TCP's (``sk_rcvbuf`` is no bound: the kernel raises it
+    towards ``sk_rmem_alloc`` when TCP bytes arrive behind a spliced backlog)."""
+    raw = c.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 9 * 4)
+    return int.from_bytes(raw[_MEMINFO_RMEM_ALLOC * 4 : _MEMINFO_RMEM_ALLOC * 4 + 4], "little")
+
+
+def serve_stopped_reader(c: socket.socket) -> Trace:
+    """Reads nothing for a while, measures what the kernel holds for it, then reads everything.
+    TCP holds about the receive buffer (its window closes); a spliced socket is held to its
+    backpressure limit."""
+    want = _expect(c)
+    time.sleep(STOPPED_READER_PAUSE)
+    backlog = unread_backlog(c)
+    data, status = read_exact(c, want)
+    last = _reply_and_close(c, len(data))
+    return {
+        "bytes": len(data),
+        "digest": digest(data),
+        "status": status,
+        "eof": last,
+        "backlog_at_most_8mib": backlog <= STOPPED_READER_BACKLOG,
+    }
+
+
+def client_stopped_reader(connect: Connect) -> Trace:
+    """Non-blocking writes into a reader that stopped: TCP answers EAGAIN once its buffers are
+    full, long before 64 MiB; then the rest goes with blocking writes."""
+    data = pattern(STOPPED_READER_BYTES, 9)
+
+    def send(s: socket.socket) -> int:
+        s.setblocking(False)
+        sent, eagain = 0, False
+        deadline = time.monotonic() + STOPPED_READER_PAUSE / 2
+        while sent < len(data) and time.monotonic() < deadline:
+            try:
+                sent += s.send(data[sent : sent + CHUNK])
+            except BlockingIOError:
+                eagain = True
+                break
+        s.setblocking(True)
+        s.sendall(data[sent:])
+        results["eagain_before_64mib"] = eagain
+        return len(data)
+
+    results: dict[str, Any] = {}
+    trace = _sized(connect, data, send)
+    return {**trace, **results}
+
+
 def client_sendfile(connect: Connect) -> Trace:
     data = pattern(4 << 20, 6)
     with tempfile.TemporaryFile() as f:
