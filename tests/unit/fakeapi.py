@@ -2,7 +2,7 @@
 
 ``FakeApi`` replaces the urllib3 pool of a real ``ApiClient``: every request the client sends
 arrives here as method and URL, is answered from objects kept by resource, namespace and name
-(list, get, create, merge-patch of the object or its ``status``, delete) with the API's status
+(list, watch, get, create, merge-patch of the object or its ``status``, delete) with the API's status
 codes (404, 409, and any ``fail`` set by a test), and is recorded in ``requests``. So the tests
 run the adaptor, the client's serialisation and ``ApiException`` for real, without a cluster.
 """
@@ -42,12 +42,29 @@ def _where(path: str) -> tuple[str, str, str, str]:
     return rest[0], ns, rest[1], rest[2]
 
 
+class _Body(io.BytesIO):
+    """A response body that reports itself closed at its end (as a socket's does), so urllib3's
+    streaming read stops there."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        if not data:
+            self.close()
+        return data
+
+    def read1(self, size: int | None = -1) -> bytes:
+        return self.read(size)
+
+
 class FakeApi:
     def __init__(self) -> None:
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
         self.requests: list[tuple[str, str]] = []
         self.fail: dict[tuple[str, str], int] = {}
         """(method, resource) → HTTP status to answer with instead."""
+        self.watches: dict[str, list[dict[str, Any]]] = {}
+        """resource → the events a watch of it streams (then the stream ends)."""
+        self.queries: list[dict[str, list[str]]] = []
 
     def kube(self) -> Kube:
         api = client.ApiClient(client.Configuration(host="http://fake.invalid"))
@@ -72,8 +89,12 @@ class FakeApi:
         if (method, resource) in self.fail:
             return self._answer(self.fail[method, resource], {"message": f"{resource} refused"})
         store = self.objects.setdefault(resource, {})
+        query = parse_qs(parts.query)
+        self.queries.append(query)
+        if method == "GET" and query.get("watch") == ["true"]:
+            lines = "".join(json.dumps(e) + "\n" for e in self.watches.get(resource, []))
+            return self._answer(200, None, lines.encode())
         if method == "GET" and not name:
-            query = parse_qs(parts.query)
             fields = dict(f.split("=", 1) for f in (query.get("fieldSelector") or [""])[0].split(",") if f)
             items = [
                 o
@@ -104,9 +125,9 @@ class FakeApi:
         return self._answer(405, {"message": method})
 
     @staticmethod
-    def _answer(status: int, obj: Any) -> urllib3.HTTPResponse:
+    def _answer(status: int, obj: Any, raw: bytes = b"") -> urllib3.HTTPResponse:
         return urllib3.HTTPResponse(
-            body=io.BytesIO(json.dumps(obj).encode()),
+            body=_Body(raw or json.dumps(obj).encode()),
             status=status,
             reason={200: "OK", 201: "Created", 404: "Not Found", 409: "Conflict"}.get(status, "Error"),
             headers={"Content-Type": "application/json"},

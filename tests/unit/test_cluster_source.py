@@ -171,3 +171,37 @@ def test_publish_failure_is_temporary_and_names_the_object() -> None:
     api.fail["PATCH", "splicenodes"] = 503
     with pytest.raises(TemporaryError, match=r"SpliceNode node-a: not written: .*node-a: 503"):
         SpliceNodeSink("node-a", kube=api.kube()).publish({"attachedPods": []})
+
+
+def test_the_agents_watch_lists_watches_and_lists_again_after_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's pod watch through the real client: list, watch from the list's version, 410 → list."""
+    import threading
+
+    from socksplice import kubeapi
+    from socksplice.nodeagent.cluster.source import _kube_fns, run_watch
+    from socksplice.nodeagent.cluster.watching import WatchState
+
+    api = FakeApi()
+    for pod in apifixtures.items("pods.json"):
+        api.add("pods", pod)
+    api.watches["pods"] = apifixtures.load("watch-pods.jsonl")
+    monkeypatch.setattr(kubeapi, "Kube", api.kube)
+    list_pods, watch_pods, _, _ = _kube_fns("node-a")
+    state, stop = WatchState(), threading.Event()
+    loop = threading.Thread(target=run_watch, args=("pods", list_pods, watch_pods, state, stop))
+    loop.start()
+    try:
+        for _ in range(500):
+            if sum(q.get("watch") == ["true"] for q in api.queries) >= 2:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        stop.set()
+        loop.join(5)
+    lists = [q for q in api.queries if q.get("watch") != ["true"]]
+    watches = [q for q in api.queries if q.get("watch") == ["true"]]
+    assert len(lists) >= 2  # listed again after the 410
+    assert all(q["fieldSelector"] == ["spec.nodeName=node-a"] for q in api.queries)
+    assert watches[0]["resourceVersion"] == ["1"]  # the list's resourceVersion
+    assert state.synced
+    assert "client" in {o["metadata"]["name"] for o in state.objects.values()}

@@ -7,6 +7,7 @@ import pytest
 from socksplice.errors import PermanentError, TemporaryError
 from socksplice.kubeapi import Gone
 from tests.unit.fakeapi import FakeApi
+from tests.unit.fixtures import recorded as apifixtures
 
 
 def test_absent_objects_are_none_and_writes_are_idempotent() -> None:
@@ -64,3 +65,18 @@ def test_api_errors_keep_status_and_object(status: int, error: type[Exception]) 
         api.kube().get_splicenode("node-a")
     if error is PermanentError:
         assert not isinstance(info.value, TemporaryError)
+
+
+def test_a_recorded_watch_through_the_client_ends_in_gone() -> None:
+    api = FakeApi()
+    api.watches["pods"] = apifixtures.load("watch-pods.jsonl")
+    events = api.kube().watch_pods("1234", fields="spec.nodeName=node-a")
+    seen = []
+    with pytest.raises(Gone, match=r"^watch pods: 410 Expired: too old resource version"):
+        for event in events:
+            seen.append((event["type"], event["object"]["metadata"].get("name")))
+    assert seen == [("ADDED", "web"), ("MODIFIED", "client"), ("BOOKMARK", None), ("DELETED", "server")]
+    query = api.queries[-1]
+    assert query["resourceVersion"] == ["1234"]
+    assert query["fieldSelector"] == ["spec.nodeName=node-a"]
+    assert query["allowWatchBookmarks"] == ["true"]
