@@ -9,7 +9,7 @@ Every call runs inside ``failures.converted``: callers see ``TemporaryError``,
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypedDict, cast
 
 from kubernetes import client, watch
@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from socksplice.api.socketsplice import GROUP, PLURAL, VERSION
 from socksplice.api.status import SPLICENODE_PLURAL
-from socksplice.kubeapi.failures import NOT_FOUND, converted
+from socksplice.kubeapi.failures import CONFLICT, NOT_FOUND, converted
 
 Object = dict[str, Any]
 WATCH_TIMEOUT_SECONDS = 300
@@ -32,6 +32,27 @@ class WatchEvent(TypedDict):
 
 def _json(response: Any) -> Any:
     return json.loads(response.data)
+
+
+def _unless_absent(call: Callable[[], Any]) -> Object | None:
+    """The object ``call`` reads, or None on 404."""
+    try:
+        return cast(Object, call())
+    except ApiException as exc:
+        if exc.status == NOT_FOUND:
+            return None
+        raise
+
+
+def _done(call: Callable[[], Any], already: int) -> bool:
+    """Run a write; False when the API answers ``already`` (409: it exists, 404: it is gone)."""
+    try:
+        call()
+    except ApiException as exc:
+        if exc.status == already:
+            return False
+        raise
+    return True
 
 
 class Kube:
@@ -68,45 +89,25 @@ class Kube:
 
     def get_socketsplice(self, namespace: str, name: str) -> Object | None:
         with converted(f"get SocketSplice {namespace}/{name}"):
-            try:
-                return cast(
-                    Object, self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-                )
-            except ApiException as exc:
-                if exc.status == NOT_FOUND:
-                    return None
-                raise
+            return _unless_absent(
+                lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            )
 
     def get_splicenode(self, name: str) -> Object | None:
         with converted(f"get SpliceNode {name}"):
-            try:
-                return cast(
-                    Object, self.custom.get_cluster_custom_object(GROUP, VERSION, SPLICENODE_PLURAL, name)
-                )
-            except ApiException as exc:
-                if exc.status == NOT_FOUND:
-                    return None
-                raise
+            return _unless_absent(
+                lambda: self.custom.get_cluster_custom_object(GROUP, VERSION, SPLICENODE_PLURAL, name)
+            )
 
     def get_job(self, namespace: str, name: str) -> Object | None:
         with converted(f"get Job {namespace}/{name}"):
-            try:
-                return cast(
-                    Object, _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
-                )
-            except ApiException as exc:
-                if exc.status == NOT_FOUND:
-                    return None
-                raise
+            return _unless_absent(
+                lambda: _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
+            )
 
     def get_node(self, name: str) -> Object | None:
         with converted(f"get Node {name}"):
-            try:
-                return cast(Object, _json(self.core.read_node(name, _preload_content=False)))
-            except ApiException as exc:
-                if exc.status == NOT_FOUND:
-                    return None
-                raise
+            return _unless_absent(lambda: _json(self.core.read_node(name, _preload_content=False)))
 
     def pod_log(self, namespace: str, name: str) -> str:
         with converted(f"log of Pod {namespace}/{name}"):
@@ -119,34 +120,31 @@ class Kube:
         meta = obj["metadata"]
         ns, kind = meta["namespace"], obj["kind"]
         with converted(f"create {kind} {ns}/{meta['name']}"):
-            try:
-                if kind == "Pod":
-                    self.core.create_namespaced_pod(ns, cast(Any, obj))
-                elif kind == "Job":
-                    self.batch.create_namespaced_job(ns, cast(Any, obj))
-                else:
-                    self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, dict(obj))
-            except ApiException as exc:
-                if exc.status == 409:
-                    return False
-                raise
-        return True
+            if kind == "Pod":
+                return _done(lambda: self.core.create_namespaced_pod(ns, cast(Any, obj)), CONFLICT)
+            if kind == "Job":
+                return _done(lambda: self.batch.create_namespaced_job(ns, cast(Any, obj)), CONFLICT)
+            return _done(
+                lambda: self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, dict(obj)),
+                CONFLICT,
+            )
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete a Pod, Job (with its pods) or SocketSplice; False when it was already gone."""
         with converted(f"delete {kind} {namespace}/{name}"):
-            try:
-                if kind == "Pod":
-                    self.core.delete_namespaced_pod(name, namespace)
-                elif kind == "Job":
-                    self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
-                else:
-                    self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            except ApiException as exc:
-                if exc.status == NOT_FOUND:
-                    return False
-                raise
-        return True
+            if kind == "Pod":
+                return _done(lambda: self.core.delete_namespaced_pod(name, namespace), NOT_FOUND)
+            if kind == "Job":
+                return _done(
+                    lambda: self.batch.delete_namespaced_job(
+                        name, namespace, propagation_policy="Background"
+                    ),
+                    NOT_FOUND,
+                )
+            return _done(
+                lambda: self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+                NOT_FOUND,
+            )
 
     def patch_socketsplice_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge ``status`` into the SocketSplice's status subresource."""
@@ -158,13 +156,12 @@ class Kube:
     def create_splicenode(self, obj: Mapping[str, Any]) -> bool:
         """Create a SpliceNode; False when it already exists."""
         with converted(f"create SpliceNode {obj['metadata']['name']}"):
-            try:
-                self.custom.create_cluster_custom_object(GROUP, VERSION, SPLICENODE_PLURAL, dict(obj))
-            except ApiException as exc:
-                if exc.status == 409:
-                    return False
-                raise
-        return True
+            return _done(
+                lambda: self.custom.create_cluster_custom_object(
+                    GROUP, VERSION, SPLICENODE_PLURAL, dict(obj)
+                ),
+                CONFLICT,
+            )
 
     def patch_splicenode(self, name: str, body: Mapping[str, Any]) -> None:
         """Merge-patch a SpliceNode's metadata (the drain request annotations)."""
@@ -174,15 +171,12 @@ class Kube:
     def patch_splicenode_status(self, name: str, body: Mapping[str, Any]) -> bool:
         """Merge ``body`` (``{"status": ...}``) into a SpliceNode's status; False when it is absent."""
         with converted(f"patch status of SpliceNode {name}"):
-            try:
-                self.custom.patch_cluster_custom_object_status(
+            return _done(
+                lambda: self.custom.patch_cluster_custom_object_status(
                     GROUP, VERSION, SPLICENODE_PLURAL, name, dict(body)
-                )
-            except ApiException as exc:
-                if exc.status == NOT_FOUND:
-                    return False
-                raise
-        return True
+                ),
+                NOT_FOUND,
+            )
 
     # --- watches -------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from urllib3.exceptions import HTTPError
 from socksplice.errors import PermanentError, SockspliceError, TemporaryError
 
 NOT_FOUND = 404
+CONFLICT = 409
 GONE = 410
 TEMPORARY = frozenset({408, 409, 429})
 
