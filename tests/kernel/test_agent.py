@@ -63,9 +63,10 @@ def test_status_reports_policies_and_rejected_manifests(env: SpliceEnv) -> None:
     )
     env.agent.step(force=True)
     status = env.agent.status()
-    assert status["attachedPods"] == ["demo/client", "demo/server"]
-    assert status["policies"]["demo/bench"]["attachedPods"] == 2
-    [error] = status["manifestErrors"]
+    assert status.pods == ("demo/client", "demo/server")
+    bench = status.policy("demo/bench")
+    assert bench is not None and bench.attached_pods == 2
+    [error] = status.manifest_errors
     assert "broken.yaml" in error and "spec.mode" in error and "DryRun" in error
 
 

@@ -112,7 +112,7 @@ def test_sigkill_and_restart_loses_nothing(topology: LocalTopology, pin_root: Pa
     client, server = topology.pod("client", "demo"), topology.pod("server", "demo")
     argv_state = tmp_path / "agent"
     with agent_process(topology, pin_root, argv_state) as procs:
-        wait_for(lambda: len(status(topology).get("attachedPods", [])) == 2, timeout=60)
+        wait_for(lambda: status(topology).get("attachedPods", 0) == 2, timeout=60)
         with echo_server(server, PORT):
             live = start_clients(client, str(server.ipv4), PORT, conns=CONNS, nbytes=NBYTES, seconds=10.0)
             wait_for(lambda: status(topology).get("splicedSockets", 0) == 2 * CONNS, timeout=60)
@@ -122,7 +122,7 @@ def test_sigkill_and_restart_loses_nothing(topology: LocalTopology, pin_root: Pa
             assert live.poll() is None  # the agent died in the middle of the transfers
             os.unlink(topology.state_dir / "status.json")
             procs.append(spawn_agent(list(procs[0].args), topology))  # type: ignore[arg-type]
-            wait_for(lambda: len(status(topology).get("attachedPods", [])) == 2, timeout=60)
+            wait_for(lambda: status(topology).get("attachedPods", 0) == 2, timeout=60)
             print(f"restart: agent back after {time.monotonic() - killed:.1f}s")
             st = status(topology)
             assert st["datapath"]["adopted"] is True  # type: ignore[index]

@@ -9,13 +9,12 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from socksplice.api.status import splicenode_status
+from socksplice.api.nodestatus import NodeStatus
 from socksplice.bpf.loader import Datapath, DatapathSettings
 from socksplice.nodeagent.agent import Agent
 from socksplice.nodeagent.cluster.locating import Locator
@@ -43,9 +42,9 @@ SPLICE: dict[str, Any] = {
 
 class Published:
     def __init__(self) -> None:
-        self.statuses: list[dict[str, Any]] = []
+        self.statuses: list[NodeStatus] = []
 
-    def publish(self, status: dict[str, Any]) -> None:
+    def publish(self, status: NodeStatus) -> None:
         self.statuses.append(status)
 
 
@@ -149,9 +148,10 @@ def test_cluster_mode_splices_a_pods_traffic(tmp_path: Path, pod_cgroup: tuple[P
 
             agent.step(force=True)
             status = sink.statuses[-1]
-            assert status["attachedPods"] == ["demo/web"]
-            assert status["policies"]["demo/web"]["pairsSpliced"] >= 1
-            node = splicenode_status(status, datetime.now(UTC))
+            assert status.pods == ("demo/web",)
+            policy = status.policy("demo/web")
+            assert policy is not None and (policy.pairs_spliced or 0) >= 1
+            node = status.to_dict()
             schema = schema_of(load_crd("splicenode.yaml"))["properties"]["status"]
             assert schema_errors(node, schema, ".status") == []
             assert node["conditions"][0]["status"] == "True"

@@ -1,9 +1,9 @@
-"""The agent's side of ``socksplice drain`` (nodeagent/cluster/drainrequest.py) on the recorded
-SpliceNodes: when to drain, what ``status.drain`` says, and that the source stops reconciling."""
+"""The drain protocol (api/drain.py) on the recorded SpliceNodes, and the agent's side of
+``socksplice drain`` (nodeagent/cluster/drainrequest.py): when to drain, what ``status.drain``
+says, that the source stops reconciling, and that the agent's own loop runs the drain."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,18 +11,27 @@ from typing import Any
 
 import pytest
 
+from socksplice.api import drain as proto
+from socksplice.api.drain import DrainPhase, DrainReport, DrainRequest, DrainStatus, drain_wanted
+from socksplice.bpf.loader import DatapathSettings
 from socksplice.errors import TemporaryError
+from socksplice.kernel import netns
+from socksplice.nodeagent.agent import Agent
 from socksplice.nodeagent.cluster import drainrequest as dr
 from socksplice.nodeagent.cluster.locating import Locator
 from socksplice.nodeagent.cluster.source import ClusterSource
+from socksplice.nodeagent.settings import AgentSettings
 from socksplice.operator import draining as cli
+from tests.unit.agentworld import FixedSource, pod, snapshot, splice
 from tests.unit.crdcheck import api_errors_for, load_crd, schema_errors, schema_of
+from tests.unit.fakedatapath import FakeDatapath, fake_cookie
 from tests.unit.fixtures import recorded as apifixtures
 
 REQUESTED = datetime(2025, 5, 2, 9, 30, 0, tzinfo=UTC)
 STAMP = "2025-05-02T09:30:00Z"
 FINISHED_AT = datetime(2025, 5, 2, 9, 30, 7, tzinfo=UTC)
 SCHEMA = schema_of(load_crd("splicenode.yaml"))["properties"]["status"]
+REQUEST = DrainRequest(REQUESTED, 120.0)
 
 
 def node(name: str = "node-a") -> dict[str, Any]:
@@ -36,58 +45,55 @@ def requested(obj: dict[str, Any], when: datetime = REQUESTED, timeout: float = 
     return obj
 
 
-def with_drain(obj: dict[str, Any], drain: dict[str, Any]) -> dict[str, Any]:
-    obj["status"]["drain"] = drain
+def with_drain(obj: dict[str, Any], drain: DrainStatus) -> dict[str, Any]:
+    obj["status"]["drain"] = drain.to_dict()
     return obj
 
 
-REPORT: dict[str, Any] = {
-    "detached": ["demo/client", "demo/server"],
-    "spliced_at_start": 6,
-    "spliced_left": 0,
-    "waited_seconds": 6.5,
-    "unpinned": ["/sys/fs/bpf/socksplice/v1"],
-    "errors": [],
-    "complete": True,
-}
+REPORT = DrainReport(
+    detached=("demo/client", "demo/server"),
+    spliced_at_start=6,
+    spliced_left=0,
+    waited_seconds=6.5,
+    unpinned=("/sys/fs/bpf/socksplice/v1",),
+)
 
 
-def test_both_sides_agree_on_the_annotations_and_phases() -> None:
-    assert (dr.ANNOTATION, dr.TIMEOUT_ANNOTATION) == (cli.ANNOTATION, cli.TIMEOUT_ANNOTATION)
-    assert dr.FINISHED == cli.FINISHED
-    assert set(SCHEMA["properties"]["drain"]["properties"]["phase"]["enum"]) == {dr.DRAINING, *dr.FINISHED}
+def test_the_phases_are_the_schemas() -> None:
+    assert {str(p) for p in DrainPhase} == set(SCHEMA["properties"]["drain"]["properties"]["phase"]["enum"])
+    assert {"Drained", "TimedOut", "Failed"} == cli.FINISHED_PHASES
 
 
 def test_no_annotation_no_drain() -> None:
     for name in ("node-a", "node-b"):
-        assert dr.drain_wanted(node(name), None) is None
+        assert drain_wanted(node(name), None) is None
 
 
 def test_a_request_drains_once() -> None:
     obj = requested(node())
-    assert dr.drain_wanted(obj, None) == REQUESTED
-    assert dr.drain_wanted(obj, REQUESTED) is None  # this process drained for it
-    assert dr.drain_wanted(obj, REQUESTED - timedelta(hours=1)) == REQUESTED  # a newer request
+    assert drain_wanted(obj, None) == REQUEST
+    assert drain_wanted(obj, REQUESTED) is None  # this process drained for it
+    assert drain_wanted(obj, REQUESTED - timedelta(hours=1)) == REQUEST  # a newer request
 
 
 def test_a_finished_drain_in_the_status_answers_the_request() -> None:
     """A restarted agent (a new process: no last drain) does not drain again."""
-    obj = with_drain(requested(node()), dr.drain_status(REQUESTED, "Drained", FINISHED_AT, REPORT))
-    assert dr.drain_wanted(obj, None) is None
+    obj = with_drain(requested(node()), DrainStatus.finished(REQUEST, FINISHED_AT, REPORT))
+    assert drain_wanted(obj, None) is None
     newer = requested(obj, REQUESTED + timedelta(minutes=5))
-    assert dr.drain_wanted(newer, None) == REQUESTED + timedelta(minutes=5)
+    assert drain_wanted(newer, None) == DrainRequest(REQUESTED + timedelta(minutes=5))
 
 
 def test_an_unfinished_drain_is_done_again() -> None:
     """The agent was killed while draining: the next one drains before it attaches anything."""
-    obj = with_drain(requested(node()), dr.drain_status(REQUESTED, dr.DRAINING))
-    assert dr.drain_wanted(obj, None) == REQUESTED
+    obj = with_drain(requested(node()), DrainStatus.draining(REQUEST))
+    assert drain_wanted(obj, None) == REQUEST
 
 
 def test_a_malformed_annotation_is_ignored() -> None:
     obj = node()
-    obj["metadata"]["annotations"] = {dr.ANNOTATION: "yesterday"}
-    assert dr.drain_wanted(obj, None) is None
+    obj["metadata"]["annotations"] = {proto.REQUESTED_ANNOTATION: "yesterday"}
+    assert drain_wanted(obj, None) is None
 
 
 @pytest.mark.parametrize(
@@ -95,24 +101,27 @@ def test_a_malformed_annotation_is_ignored() -> None:
 )
 def test_requested_timeout(value: str, timeout: float) -> None:
     obj = node()
-    obj["metadata"]["annotations"] = {dr.TIMEOUT_ANNOTATION: value}
-    assert dr.requested_timeout(obj) == timeout
-    assert dr.requested_timeout(node()) == dr.DEFAULT_TIMEOUT
+    obj["metadata"]["annotations"] = {proto.REQUESTED_ANNOTATION: STAMP, proto.TIMEOUT_ANNOTATION: value}
+    request = DrainRequest.of(obj)
+    assert request is not None and request.timeout == timeout
+    assert DrainRequest.of(requested(node())) == REQUEST
 
 
 @pytest.mark.parametrize(
     ("report", "phase", "left"),
     [
         (REPORT, "Drained", 0),
-        ({**REPORT, "spliced_left": 2, "complete": False}, "TimedOut", 2),
-        ({**REPORT, "errors": ["detach: EPERM"], "complete": False}, "Failed", 0),
+        (DrainReport(REPORT.detached, 6, 2, 6.5, REPORT.unpinned), "TimedOut", 2),
+        (DrainReport(REPORT.detached, 6, 0, 6.5, REPORT.unpinned, ("detach: EPERM",)), "Failed", 0),
     ],
 )
-def test_status_after_the_drain(report: dict[str, Any], phase: str, left: int) -> None:
-    assert dr.finished_phase(report) == phase
-    status = dr.drain_status(REQUESTED, phase, FINISHED_AT, report)
-    assert status["phase"] == phase and status["socketsLeft"] == left
-    assert status["requestedAt"] == STAMP and status["finishedAt"] == "2025-05-02T09:30:07Z"
+def test_status_after_the_drain(report: DrainReport, phase: str, left: int) -> None:
+    assert report.phase == phase
+    status = DrainStatus.finished(REQUEST, FINISHED_AT, report)
+    raw = status.to_dict()
+    assert raw["phase"] == phase and raw["socketsLeft"] == left
+    assert raw["requestedAt"] == STAMP and raw["finishedAt"] == "2025-05-02T09:30:07Z"
+    assert DrainStatus.from_dict(raw) == status
     obj = with_drain(requested(node()), status)
     assert schema_errors(obj["status"], SCHEMA, ".status") == []
     assert api_errors_for(load_crd("splicenode.yaml"), obj) == []
@@ -122,12 +131,13 @@ def test_status_after_the_drain(report: dict[str, Any], phase: str, left: int) -
 
 
 def test_status_messages() -> None:
-    status = dr.drain_status(REQUESTED, "Drained", FINISHED_AT, REPORT)
+    status = DrainStatus.finished(REQUEST, FINISHED_AT, REPORT).to_dict()
     assert status["message"] == "detached 2, 6 spliced at start, 0 left after 6.5s, unpinned 1"
-    failed = dr.drain_status(REQUESTED, "Failed", FINISHED_AT, error="drain: boom" + "x" * 2000)
-    assert failed["message"].startswith("drain: boom") and len(failed["message"]) == dr.MAX_MESSAGE
-    assert "socketsLeft" not in failed
-    assert dr.drain_status(REQUESTED, dr.DRAINING) == {"phase": "Draining", "requestedAt": STAMP}
+    failed = DrainStatus.finished(REQUEST, FINISHED_AT, error="drain: boom" + "x" * 2000).to_dict()
+    assert failed["message"].startswith("drain: boom") and len(failed["message"]) == proto.MAX_MESSAGE
+    assert failed["phase"] == "Failed" and "socketsLeft" not in failed
+    assert DrainStatus.draining(REQUEST).to_dict() == {"phase": "Draining", "requestedAt": STAMP}
+    assert REPORT.to_dict()["complete"] is True and REPORT.to_dict()["detached"] == REPORT.detached
 
 
 class FakeNode:
@@ -145,23 +155,21 @@ class FakeNode:
         assert self.obj is not None
         self.obj["status"].update(body["status"])
 
-
-def _requests(fake: FakeNode, monkeypatch: pytest.MonkeyPatch) -> dr.DrainRequests:
-    monkeypatch.setattr(dr, "REFUSE_PAUSE", 0.0)
-    return dr.DrainRequests("node-a", fake.get, fake.patch_status)
+    def phases(self) -> list[str]:
+        return [p["status"]["drain"]["phase"] for p in self.patches]
 
 
-def test_gate_waits_for_the_first_read_then_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    reqs = _requests(FakeNode(node()), monkeypatch)
+def test_gate_waits_for_the_first_read_then_passes() -> None:
+    reqs = dr.DrainRequests("node-a", FakeNode(node()).get, FakeNode(node()).patch_status)
     with pytest.raises(TemporaryError, match="first read of SpliceNode node-a"):
         reqs.gate()
     reqs.check()
     reqs.gate()
-    assert reqs.request is None
+    assert reqs.request is None and reqs.take() is None
 
 
-def test_absent_or_unreadable_splicenode_does_not_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    reqs = _requests(FakeNode(None), monkeypatch)
+def test_absent_or_unreadable_splicenode_does_not_block() -> None:
+    reqs = dr.DrainRequests("node-a", FakeNode(None).get, FakeNode(None).patch_status)
     reqs.check()
     reqs.gate()
 
@@ -173,64 +181,59 @@ def test_absent_or_unreadable_splicenode_does_not_block(monkeypatch: pytest.Monk
     broken.gate()
 
 
-def test_a_request_stops_reconciling_drains_and_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_request_stops_the_source_and_is_taken_once() -> None:
     fake = FakeNode(requested(node(), timeout=7))
-    reqs = _requests(fake, monkeypatch)
-    release = threading.Event()
-    timeouts: list[float] = []
-
-    def run_drain(timeout: float) -> Mapping[str, Any]:
-        timeouts.append(timeout)
-        release.wait(5)
-        return REPORT
-
-    reqs.run_drain = run_drain
+    reqs = dr.DrainRequests("node-a", fake.get, fake.patch_status)
     source = ClusterSource("node-a", Locator(Path("/nonexistent"), Path("/nonexistent")), drains=reqs)
     source.pods.synced = source.splices.synced = True
     reqs.check()
-    with pytest.raises(TemporaryError, match="draining on request"):
+    with pytest.raises(TemporaryError, match="drain requested"):
         source.snapshot()
-    release.set()
-    assert reqs.done.wait(5)
-    with pytest.raises(TemporaryError, match="drained on request"):
-        source.snapshot()
-    assert timeouts == [7.0]
-    assert [p["status"]["drain"]["phase"] for p in fake.patches] == ["Draining", "Drained"]
-    assert reqs.last_drain == REQUESTED
-    assert fake.obj is not None and dr.drain_wanted(fake.obj, None) is None
-    assert cli.node_drain(fake.obj, REQUESTED).phase == "Drained"
+    assert reqs.take() == DrainRequest(REQUESTED, 7.0)
+    assert reqs.take() is None
     reqs.check()  # the same request again: nothing new
-    assert len(fake.patches) == 2
+    assert reqs.take() is None
 
 
-def test_an_unbound_or_failing_drain_reports_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeNode(requested(node()))
-    reqs = _requests(fake, monkeypatch)
+def _agent(
+    tmp_path: Path, fake: FakeNode, dp: FakeDatapath, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Agent, dr.DrainRequests]:
+    monkeypatch.setattr(netns, "cookie", fake_cookie)
+    reqs = dr.DrainRequests("node-a", fake.get, fake.patch_status)
     reqs.check()
-    assert reqs.done.wait(5)
+    settings = AgentSettings(node_name="node-a", state_dir=tmp_path / "state", datapath=DatapathSettings())
+    source = FixedSource(snapshot([pod("a")], [splice("s")], root=tmp_path))
+    return Agent(settings, source, dp, drains=reqs), reqs
+
+
+def test_the_agents_loop_drains_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, dp = FakeNode(node()), FakeDatapath()
+    agent, reqs = _agent(tmp_path, fake, dp, monkeypatch)
+    assert agent.step(force=True) is not None and len(dp.attached) == 1
+    requested(fake.obj or {}, timeout=30)
+    reqs.check()
+    dp.sockets = 3  # spliced sockets still open: the drain waits, a step at a time
+    assert agent.step(force=True) is None
+    assert dp.attached == set() and agent.reconciler.applied == {}
+    assert fake.phases() == ["Draining"] and agent.draining and not agent.ready()
+    assert agent.healthy()  # the loop goes on: /healthz stays fresh
+    dp.sockets = 0
+    agent.step()
+    assert fake.phases() == ["Draining", "Drained"] and dp.unpinned
+    assert fake.obj is not None and drain_wanted(fake.obj, None) is None
+    assert cli.node_drain(fake.obj, REQUESTED).phase == "Drained"
+    assert schema_errors(fake.obj["status"], SCHEMA, ".status") == []
+    calls = len(dp.calls)
+    agent.step(force=True)  # drained: never attaches again
+    assert len(dp.calls) == calls and "drained on request" in agent.last_error
+
+
+def test_a_drain_that_times_out_reports_what_was_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, dp = FakeNode(requested(node(), timeout=0)), FakeDatapath()
+    agent, _ = _agent(tmp_path, fake, dp, monkeypatch)
+    dp.sockets = 2
+    agent.step()
     final = fake.patches[-1]["status"]["drain"]
-    assert final["phase"] == "Failed" and "not bound" in final["message"]
-    assert schema_errors(fake.obj["status"] if fake.obj else {}, SCHEMA, ".status") == []
-
-
-def test_bind_drains_with_the_agents_own_objects(monkeypatch: pytest.MonkeyPatch) -> None:
-    import socksplice.nodeagent.draining as nodedrain
-
-    seen: list[Any] = []
-
-    def drain(datapath: Any, reconciler: Any, extra: Any, settings: Any) -> nodedrain.DrainReport:
-        seen.append((datapath, reconciler, tuple(extra), settings.timeout))
-        return nodedrain.DrainReport(detached=["demo/client"], spliced_at_start=1)
-
-    monkeypatch.setattr(nodedrain, "drain", drain)
-
-    class AgentLike:
-        datapath = "dp"
-        reconciler = "rc"
-
-    reqs = dr.DrainRequests("node-a", FakeNode(None).get, FakeNode(None).patch_status)
-    reqs.bind(AgentLike())
-    assert reqs.run_drain is not None
-    report = reqs.run_drain(9.0)
-    assert seen == [("dp", "rc", (), 9.0)]
-    assert report["detached"] == ["demo/client"] and report["complete"] is True
+    assert final["phase"] == "TimedOut" and final["socketsLeft"] == 2

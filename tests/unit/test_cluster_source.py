@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from socksplice.api.nodestatus import NodeStatus
 from socksplice.errors import TemporaryError
 from socksplice.nodeagent.cluster.cgroups import FsTree
 from socksplice.nodeagent.cluster.locating import Locator, netns_of, qos_classes
@@ -155,8 +156,8 @@ def test_first_publish_creates_the_splicenode_owned_by_its_node(readable: bool) 
     else:
         api.fail["GET", "nodes"] = 403
     sink = SpliceNodeSink("node-a", kube=api.kube())
-    sink.publish({"attachedPods": [], "splicedSockets": 0})
-    sink.publish({"attachedPods": [], "splicedSockets": 2})
+    sink.publish(NodeStatus("node-a", spliced_sockets=0))
+    sink.publish(NodeStatus("node-a", spliced_sockets=2))
     created = api.get("splicenodes", "node-a")
     assert created is not None
     owners = created["metadata"].get("ownerReferences", [])
@@ -170,7 +171,7 @@ def test_publish_failure_is_temporary_and_names_the_object() -> None:
     api = FakeApi()
     api.fail["PATCH", "splicenodes"] = 503
     with pytest.raises(TemporaryError, match=r"SpliceNode node-a: not written: .*node-a: 503"):
-        SpliceNodeSink("node-a", kube=api.kube()).publish({"attachedPods": []})
+        SpliceNodeSink("node-a", kube=api.kube()).publish(NodeStatus("node-a"))
 
 
 def test_the_agents_watch_lists_watches_and_lists_again_after_gone(monkeypatch: pytest.MonkeyPatch) -> None:

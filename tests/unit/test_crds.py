@@ -4,14 +4,16 @@ at real fields, defaults, CEL rules, and the status documents the agent and oper
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from socksplice.api.nodestatus import CheckResult, Hazard, NodeStatus, PolicyStatus
 from socksplice.api.pods import pod_ref_from_api
 from socksplice.api.socketsplice import GROUP, VERSION, parse_socketsplice
-from socksplice.api.status import rollup, splicenode_status
+from socksplice.api.status import rollup
 from socksplice.operator import benchmarks
 from tests.unit.crdcheck import (
     CRD_DIR,
@@ -93,28 +95,18 @@ def test_splicenode_columns_tell_what_is_happening() -> None:
 # --- SpliceNode -------------------------------------------------------------------------------
 
 
-AGENT_STATUS: dict[str, Any] = {
-    "node": "node-a",
-    "agentVersion": "0.1.0",
-    "kernel": "6.18.0-1-amd64",
-    "datapath": {"pinDir": "/sys/fs/bpf/socksplice", "adopted": True, "loadSeconds": 1.2},
-    "attachedPods": ["demo/client", "demo/server"],
-    "splicedSockets": 4,
-    "totals": {"pairs_spliced": 10, "fail_open": 1},
-    "policies": {
-        "demo/accel": {
-            "mode": "SpliceRelaxedReceive",
-            "generation": 2,
-            "matchedPods": 2,
-            "attachedPods": 2,
-            "pairsSpliced": 10,
-            "bytesRedirected": 123456,
-        }
-    },
-    "manifestErrors": [],
-    "lastError": "",
-    "updated": 1746177000.0,
-}
+AGENT_STATUS = NodeStatus(
+    node_name="node-a",
+    agent_version="0.1.0",
+    kernel="6.18.0-1-amd64",
+    heartbeat_time=NOW,
+    pods=("demo/client", "demo/server"),
+    spliced_sockets=4,
+    totals={"pairs_spliced": 10, "fail_open": 1},
+    policies=(PolicyStatus("demo/accel", "SpliceRelaxedReceive", 2, 2, 2, 10, 123456),),
+    pin_dir="/sys/fs/bpf/socksplice",
+    adopted=True,
+)
 
 
 def _splicenode(status: dict[str, Any]) -> dict[str, Any]:
@@ -128,22 +120,26 @@ def _splicenode(status: dict[str, Any]) -> dict[str, Any]:
 
 def test_splicenode_status_matches_the_schema() -> None:
     crd = load_crd("splicenode.yaml")
-    doctor = [
-        {"name": "map.sockhash", "ok": True, "severity": "fatal", "detail": "ok", "fix": ""},
-        {"name": "helper.x", "ok": False, "severity": "warn", "detail": "missing", "fix": "upgrade"},
-    ]
-    status = splicenode_status(
-        AGENT_STATUS, NOW, doctor, [{"name": "eagain", "present": True, "detail": "d"}]
-    )
+    status = replace(
+        AGENT_STATUS,
+        doctor=(CheckResult("helper.x", False, "warn", "missing", "upgrade"),),
+        hazards=(Hazard("eagain", True, "d"),),
+    ).to_dict()
     assert schema_errors(status, schema_of(crd)["properties"]["status"], ".status") == []
     assert api_errors_for(crd, _splicenode(status)) == []
     assert status["heartbeatTime"] == "2025-05-02T09:10:30Z"
+    assert status["attachedPods"] == 2 and status["pods"] == ["demo/client", "demo/server"]
     assert [c["name"] for c in status["doctor"]] == ["helper.x"]
     assert status["conditions"][0]["status"] == "True"
 
 
+def test_splicenode_status_reads_back() -> None:
+    for status in [AGENT_STATUS, *map(NodeStatus.from_dict, apifixtures.node_statuses().values())]:
+        assert NodeStatus.from_dict(status.to_dict()) == status
+
+
 def test_splicenode_ready_says_why_not() -> None:
-    failing = splicenode_status({**AGENT_STATUS, "lastError": "demo/client: attach: EPERM"}, NOW)
+    failing = replace(AGENT_STATUS, last_error="demo/client: attach: EPERM").to_dict()
     assert failing["conditions"][0] | {"message": ""} == {
         "type": "Ready",
         "status": "False",
@@ -151,8 +147,8 @@ def test_splicenode_ready_says_why_not() -> None:
         "message": "",
     }
     assert failing["lastError"] == "demo/client: attach: EPERM"
-    fatal = [{"name": "map.sockhash", "ok": False, "severity": "fatal", "detail": "EINVAL", "fix": "upgrade"}]
-    refused = splicenode_status(AGENT_STATUS, NOW, fatal)
+    fatal = (CheckResult("map.sockhash", False, "fatal", "EINVAL", "upgrade"),)
+    refused = replace(AGENT_STATUS, doctor=fatal).to_dict()
     assert refused["conditions"][0]["reason"] == "KernelUnsupported"
     assert refused["conditions"][0]["message"] == "failed checks: map.sockhash"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from socksplice.api.drain import REQUESTED_ANNOTATION
 from socksplice.operator import draining
 from tests.unit.crdcheck import api_errors_for, load_crd, schema_errors, schema_of
 from tests.unit.fixtures import recorded as apifixtures
@@ -177,7 +178,7 @@ def test_run_waits_for_every_node() -> None:
     api = FakeApi({"node-a": done, "node-b": done}, lag=2)
     drains, waited = _run(api, [])
     assert [n for n, _ in api.patches] == ["node-a", "node-b"]
-    assert all(api.objects[n]["metadata"]["annotations"][draining.ANNOTATION] == STAMP for n in api.objects)
+    assert all(api.objects[n]["metadata"]["annotations"][REQUESTED_ANNOTATION] == STAMP for n in api.objects)
     assert [(d.node, d.phase) for d in drains] == [("node-a", "Drained"), ("node-b", "Drained")]
     assert waited == draining.POLL_SECONDS  # the list that selects, one poll before the answers, one after
     assert draining.exit_code(drains) == 0
@@ -229,5 +230,5 @@ def test_the_drain_command_annotates_through_the_adaptor() -> None:
     for name in ("node-a", "node-b"):
         obj = fake.get("splicenodes", name)
         assert obj is not None
-        assert obj["metadata"]["annotations"][draining.ANNOTATION] == draining.timestamp(requested)
+        assert obj["metadata"]["annotations"][REQUESTED_ANNOTATION] == draining.timestamp(requested)
     assert fake.counts()["PATCH splicenodes"] == 2

@@ -3,8 +3,8 @@
 Pure functions over plain dicts, the shapes the API server stores (``crds/splicenode.yaml``,
 ``crds/socketsplice.yaml``):
 
-- ``splicenode_status`` turns the agent's status (``nodeagent.agent.Agent.status``) into a
-  SpliceNode ``status``; the agent never writes a SocketSplice.
+- a SpliceNode ``status`` is ``api.nodestatus.NodeStatus`` (written by the agents; the agent
+  never writes a SocketSplice), its ``status.drain`` is ``api.drain.DrainStatus``.
 - ``rollup`` computes a SocketSplice ``status`` from the operator's own plan (which pods the
   selector matches, on which node) and the SpliceNodes of those nodes (what each agent attached).
 - ``set_condition`` keeps ``lastTransitionTime`` when a condition's status does not change.
@@ -12,7 +12,7 @@ Pure functions over plain dicts, the shapes the API server stores (``crds/splice
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,65 +43,6 @@ def parse_timestamp(text: object) -> datetime | None:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         return None
-
-
-# ---------------------------------------------------------------------------------------------
-# SpliceNode (agent side)
-
-
-def splicenode_status(
-    agent: Mapping[str, Any],
-    now: datetime,
-    doctor: Sequence[Mapping[str, Any]] = (),
-    hazards: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
-    """The SpliceNode ``status`` for the agent's status dict; ``doctor``/``hazards`` from the probes."""
-    policies = []
-    for key, p in sorted((agent.get("policies") or {}).items()):
-        entry = {
-            "name": key,
-            "mode": p.get("mode", "DryRun"),
-            "generation": int(p.get("generation", 0)),
-            "matchedPods": int(p.get("matchedPods", 0)),
-            "attachedPods": int(p.get("attachedPods", 0)),
-        }
-        for field in ("pairsSpliced", "bytesRedirected"):
-            if field in p:
-                entry[field] = int(p[field])
-        policies.append(entry)
-    failed = [dict(c) for c in doctor if not c.get("ok", True)]
-    present = [dict(h) for h in hazards if h.get("present")]
-    last_error = str(agent.get("lastError") or "")
-    problems = [c["name"] for c in failed if c.get("severity") == "fatal"]
-    if problems:
-        ready = ("False", "KernelUnsupported", "failed checks: " + ", ".join(problems))
-    elif last_error:
-        ready = ("False", "ReconcileFailed", last_error)
-    else:
-        ready = ("True", "Reconciled", f"{len(agent.get('attachedPods') or [])} pods attached")
-    datapath = agent.get("datapath") or {}
-    return {
-        "nodeName": str(agent.get("node", "")),
-        "agentVersion": str(agent.get("agentVersion", "")),
-        "kernel": str(agent.get("kernel", "")),
-        "heartbeatTime": timestamp(now),
-        "attachedPods": len(agent.get("attachedPods") or []),
-        "pods": sorted(agent.get("attachedPods") or []),
-        "splicedSockets": int(agent.get("splicedSockets", 0)),
-        "totals": {str(k): int(v) for k, v in (agent.get("totals") or {}).items()},
-        "policies": policies,
-        "datapath": {
-            "pinDir": str(datapath.get("pinDir", "")),
-            "adopted": bool(datapath.get("adopted", False)),
-        },
-        "doctor": failed,
-        "hazards": present,
-        "manifestErrors": [str(e) for e in agent.get("manifestErrors") or []],
-        "lastError": last_error[:MAX_MESSAGE],
-        "conditions": [
-            {"type": READY, "status": ready[0], "reason": ready[1], "message": ready[2][:MAX_MESSAGE]}
-        ],
-    }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,47 +15,47 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Protocol
 
 from prometheus_client.registry import CollectorRegistry
 
 from socksplice import __version__
+from socksplice.api.drain import DrainReport, DrainRequest, DrainStatus
+from socksplice.api.nodestatus import NodeStatus, PolicyStatus
 from socksplice.api.planning import PodPlan, plan
-from socksplice.api.pods import PodRef
-from socksplice.api.socketsplice import SocketSplice
-from socksplice.bpf.loader import Datapath
-from socksplice.errors import InvalidSpec, SockspliceError
+from socksplice.errors import SockspliceError
+from socksplice.nodeagent.draining import Drain, DrainPort, DrainSettings
 from socksplice.nodeagent.metrics import DatapathCollector
-from socksplice.nodeagent.reconciling import Reconciler, ReconcileReport
+from socksplice.nodeagent.reconciling import DatapathPort, Reconciler, ReconcileReport
 from socksplice.nodeagent.serving import serve
 from socksplice.nodeagent.settings import AgentSettings
 from socksplice.nodeagent.slots import SlotTable
-from socksplice.nodeagent.targets import PodLocation, PodTarget
+from socksplice.nodeagent.snapshots import Snapshot, Source
+from socksplice.nodeagent.targets import PodTarget
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything the agent needs to know about its node at one moment."""
-
-    pods: tuple[PodRef, ...]
-    splices: tuple[SocketSplice, ...]
-    locations: Mapping[str, PodLocation]
-    errors: tuple[InvalidSpec, ...] = ()
-
-    def fingerprint(self) -> int:
-        return hash(
-            (self.pods, self.splices, tuple(sorted(self.locations.items())), tuple(map(str, self.errors)))
-        )
-
-
-class Source(Protocol):
-    def snapshot(self) -> Snapshot: ...
-
-
 class StatusSink(Protocol):
-    def publish(self, status: dict[str, Any]) -> None: ...
+    def publish(self, status: NodeStatus) -> None: ...
+
+
+class DrainInbox(Protocol):
+    """Where drain requests come from and their ``status.drain`` goes (``cluster.drainrequest``)."""
+
+    def take(self) -> DrainRequest | None: ...
+    def report(self, status: DrainStatus) -> None: ...
+
+
+class AgentDatapath(DatapathPort, DrainPort, Protocol):
+    """The part of ``bpf.loader.Datapath`` the agent uses."""
+
+    adopted: bool
+    load_seconds: float
+
+    def counters(self) -> dict[int, dict[str, int]]: ...
+    def totals(self) -> dict[str, int]: ...
 
 
 @dataclass
@@ -72,14 +72,36 @@ def targets_for(snapshot: Snapshot, plans: Mapping[str, PodPlan]) -> list[PodTar
     ]
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A snapshot and its plan, computed once per change."""
+
+    snapshot: Snapshot
+    plans: Mapping[str, PodPlan]
+
+
+DRAINING = "draining on request: not attaching"
+DRAINED = "drained on request: not attaching (restart the agent to resume)"
+
+
 class Agent:
+    """The loop's owner: only the thread that calls ``step`` (``run``) touches the reconciler,
+    the slot table and the agent's state; the HTTP thread only reads (``healthy``, ``ready``,
+    the collector's immutable slot map)."""
+
     def __init__(
-        self, settings: AgentSettings, source: Source, datapath: Datapath, sink: StatusSink | None = None
+        self,
+        settings: AgentSettings,
+        source: Source,
+        datapath: AgentDatapath,
+        sink: StatusSink | None = None,
+        drains: DrainInbox | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.datapath = datapath
         self.sink = sink
+        self.drains = drains
         self.slots = SlotTable(settings.state_dir / "slots.json", settings.datapath.max_policies)
         self.reconciler = Reconciler(datapath, self.slots, settings.state_dir / "applied.json")
         self.stats = AgentStats(sockhash_capacity=settings.datapath.sockhash_size)
@@ -87,7 +109,9 @@ class Agent:
         self.registry.register(DatapathCollector(datapath, self.stats, self.slots.policy_of))
         self.last_error = ""
         self.last_report: ReconcileReport | None = None
-        self.last_snapshot: Snapshot | None = None
+        self.planned: Planned | None = None
+        self.drain_report: DrainReport | None = None
+        self._drain: tuple[DrainRequest, Drain] | None = None
         self._last_fingerprint: int | None = None
         self._last_reconcile = 0.0
         self._last_publish = 0.0
@@ -95,11 +119,23 @@ class Agent:
         self._ready = False
         self.http_port: int | None = None
 
+    @property
+    def last_snapshot(self) -> Snapshot | None:
+        return self.planned.snapshot if self.planned else None
+
+    @property
+    def draining(self) -> bool:
+        """True from a drain request on: the agent never reconciles again (until restarted)."""
+        return self._drain is not None or self.drain_report is not None
+
     # --- one step ---------------------------------------------------------------------------
 
     def step(self, force: bool = False) -> ReconcileReport | None:
-        """Poll the source; reconcile when it changed or a resync is due. Returns the report if run."""
+        """Poll the source; reconcile when it changed or a resync is due. Returns the report if run.
+        From a drain request on, drive the drain instead (a bounded look per step)."""
         self._heartbeat = time.monotonic()
+        if self._drain_step():
+            return None
         try:
             snapshot = self.source.snapshot()
         except SockspliceError as exc:
@@ -115,67 +151,104 @@ class Agent:
             ):
                 self._publish()
             return None
-        for err in snapshot.errors:
-            if self._last_fingerprint != fp:
+        if self._last_fingerprint != fp:
+            for err in snapshot.errors:
                 log.error("manifest: rejected: %s", err)
-        plans = plan(snapshot.pods, snapshot.splices)
-        report = self.reconciler.reconcile(targets_for(snapshot, plans))
+        if self.planned is None or self.planned.snapshot != snapshot:
+            self.planned = Planned(snapshot, plan(snapshot.pods, snapshot.splices))
+        report = self.reconciler.reconcile(targets_for(snapshot, self.planned.plans))
         for result, n in report.attach_results.items():
             self.stats.attach_results[result] = self.stats.attach_results.get(result, 0) + n
         self.stats.attached_pods = len(self.reconciler.applied)
         self.last_error = "; ".join(f"{k}: {v}" for k, v in sorted(report.errors.items()))
-        self.last_report, self.last_snapshot = report, snapshot
+        self.last_report = report
         self._last_fingerprint, self._last_reconcile = fp, time.monotonic()
         self._ready = not report.errors
-        self._publish(plans)
+        self._publish()
         return report
 
-    def _publish(self, plans: Mapping[str, PodPlan] | None = None) -> None:
+    def _drain_step(self) -> bool:
+        """Start or advance a requested drain; True when the agent is draining (or drained)."""
+        if self.drain_report is not None:
+            return True
+        if self._drain is None:
+            request = self.drains.take() if self.drains is not None else None
+            if request is None:
+                return False
+            self._ready, self.last_error = False, DRAINING
+            assert self.drains is not None
+            self.drains.report(DrainStatus.draining(request))
+            try:
+                running = Drain(
+                    self.datapath, self.reconciler, settings=DrainSettings(timeout=request.timeout)
+                )
+            except SockspliceError as exc:
+                self._finish_drain(request, None, f"drain: {exc}")
+                return True
+            self.stats.attached_pods = len(self.reconciler.applied)
+            self._drain = (request, running)
+        request, running = self._drain
+        try:
+            report = running.step()
+        except SockspliceError as exc:
+            self._finish_drain(request, None, f"drain: {exc}")
+            return True
+        if report is not None:
+            self._finish_drain(request, report)
+        return True
+
+    def _finish_drain(self, request: DrainRequest, report: DrainReport | None, error: str = "") -> None:
+        status = DrainStatus.finished(request, datetime.now(UTC), report, error)
+        log.warning("drain: %s: %s", status.phase, status.message)
+        self.drain_report = report if report is not None else DrainReport(errors=(error,))
+        self._drain, self.last_error = None, DRAINED
+        if self.drains is not None:
+            self.drains.report(status)
+
+    def _publish(self) -> None:
         if self.sink is None:
             return
         self._last_publish = time.monotonic()
         try:
-            self.sink.publish(self.status(plans))
+            self.sink.publish(self.status())
         except (OSError, SockspliceError) as exc:
             log.error("agent: status not published: %s", exc)
 
-    def status(self, plans: Mapping[str, PodPlan] | None = None) -> dict[str, Any]:
+    def status(self) -> NodeStatus:
         """The node's status: what a SpliceNode object carries (and the local status file)."""
         snapshot = self.last_snapshot
-        if plans is None:
-            plans = plan(snapshot.pods, snapshot.splices) if snapshot else {}
-        per_policy: dict[str, dict[str, Any]] = {}
+        plans = self.planned.plans if self.planned else {}
+        counters = self.datapath.counters()
+        by_policy = {self.slots.policy_of(slot): values for slot, values in counters.items() if slot}
+        policies = []
         for s in snapshot.splices if snapshot else ():
             matched = [k for k, p in plans.items() if s.key in p.policies]
-            per_policy[s.key] = {
-                "mode": str(s.spec.mode),
-                "generation": s.generation,
-                "matchedPods": len(matched),
-                "attachedPods": len([k for k in matched if k in self.reconciler.applied]),
-            }
-        counters = self.datapath.counters()
-        for slot, values in counters.items():
-            policy = self.slots.policy_of(slot)
-            if policy in per_policy:
-                per_policy[policy]["pairsSpliced"] = values["pairs_spliced"]
-                per_policy[policy]["bytesRedirected"] = values["bytes_redirected"]
-        return {
-            "node": self.settings.node_name,
-            "agentVersion": __version__,
-            "kernel": os.uname().release,
-            "datapath": {
-                "pinDir": str(self.settings.datapath.pin_dir),
-                "adopted": self.datapath.adopted,
-                "loadSeconds": round(self.datapath.load_seconds, 3),
-            },
-            "attachedPods": sorted(self.reconciler.applied),
-            "splicedSockets": self.datapath.spliced_sockets(),
-            "totals": self.datapath.totals(),
-            "policies": per_policy,
-            "manifestErrors": [str(e) for e in (snapshot.errors if snapshot else ())],
-            "lastError": self.last_error,
-            "updated": time.time(),
-        }
+            values = by_policy.get(s.key)
+            policies.append(
+                PolicyStatus(
+                    name=s.key,
+                    mode=str(s.spec.mode),
+                    generation=s.generation,
+                    matched_pods=len(matched),
+                    attached_pods=len([k for k in matched if k in self.reconciler.applied]),
+                    pairs_spliced=values["pairs_spliced"] if values else None,
+                    bytes_redirected=values["bytes_redirected"] if values else None,
+                )
+            )
+        return NodeStatus(
+            node_name=self.settings.node_name,
+            agent_version=__version__,
+            kernel=os.uname().release,
+            heartbeat_time=datetime.now(UTC),
+            pods=tuple(sorted(self.reconciler.applied)),
+            spliced_sockets=self.datapath.spliced_sockets(),
+            totals=self.datapath.totals(),
+            policies=tuple(policies),
+            pin_dir=str(self.settings.datapath.pin_dir),
+            adopted=self.datapath.adopted,
+            manifest_errors=tuple(str(e) for e in (snapshot.errors if snapshot else ())),
+            last_error=self.last_error,
+        )
 
     # --- running ----------------------------------------------------------------------------
 

@@ -20,10 +20,11 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
+from socksplice.api.drain import DrainReport
 from socksplice.bpf.loader import Datapath, DatapathSettings
 from socksplice.errors import SockspliceError
 from socksplice.nodeagent.reconciling import Reconciler
@@ -43,58 +44,75 @@ class DrainSettings:
     """Seconds between looks at the SOCKHASH."""
 
 
-@dataclass
-class DrainReport:
-    detached: list[str] = field(default_factory=list)
-    """Pods (namespace/name) and cgroups the program was detached from."""
-    spliced_at_start: int = 0
-    spliced_left: int = 0
-    """Sockets still in the SOCKHASH when the pins were removed (0 after a complete drain)."""
-    waited_seconds: float = 0.0
-    unpinned: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+class DrainPort(Protocol):
+    """The part of ``bpf.loader.Datapath`` a drain uses."""
 
-    @property
-    def complete(self) -> bool:
-        return self.spliced_left == 0 and not self.errors
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "complete": self.complete}
+    def detach(self, cgroup: Path) -> bool: ...
+    def spliced_sockets(self) -> int: ...
+    def unpin(self) -> list[str]: ...
 
 
-def wait_empty(count: Callable[[], int], settings: DrainSettings) -> tuple[int, float]:
-    """Poll ``count`` until it is 0 or the timeout passes; returns (last count, seconds waited)."""
-    start = time.monotonic()
-    left = count()
-    while left and time.monotonic() - start < settings.timeout:
-        time.sleep(settings.interval)
-        left = count()
-    return left, time.monotonic() - start
+class Drain:
+    """One drain, advanced by its owner: detaching happens on construction, each ``step`` looks
+    at the SOCKHASH once and, when it is empty or the timeout passed, unpins and returns the
+    report. The agent's loop steps it between heartbeats; ``drain`` steps it with sleeps."""
+
+    def __init__(
+        self,
+        datapath: DrainPort,
+        reconciler: Reconciler,
+        extra_cgroups: Iterable[Path] = (),
+        settings: DrainSettings = DrainSettings(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._dp = datapath
+        self._settings = settings
+        self._clock = clock
+        self.detached: list[str] = []
+        self.errors: list[str] = []
+        try:
+            report = reconciler.detach_all()
+            self.detached += report.detached
+            self.errors += [f"pod {key}: {error}" for key, error in sorted(report.errors.items())]
+        except SockspliceError as exc:
+            self.errors.append(f"detach: {exc}")
+        for cgroup in extra_cgroups:
+            try:
+                if datapath.detach(cgroup):
+                    self.detached.append(str(cgroup))
+            except SockspliceError as exc:
+                self.errors.append(f"cgroup {cgroup}: detach: {exc}")
+        self._start = clock()
+        self.spliced_at_start = datapath.spliced_sockets()
+
+    def step(self) -> DrainReport | None:
+        """None while spliced sockets remain and the timeout has not passed; else the report."""
+        left = self._dp.spliced_sockets()
+        waited = self._clock() - self._start
+        if left and waited < self._settings.timeout:
+            return None
+        if left:
+            log.warning("drain: %d spliced sockets still open after %.0fs", left, self._settings.timeout)
+        return DrainReport(
+            detached=tuple(self.detached),
+            spliced_at_start=self.spliced_at_start,
+            spliced_left=left,
+            waited_seconds=round(waited, 3),
+            unpinned=tuple(self._dp.unpin()),
+            errors=tuple(self.errors),
+        )
 
 
 def drain(
-    datapath: Datapath,
+    datapath: DrainPort,
     reconciler: Reconciler,
     extra_cgroups: Iterable[Path] = (),
     settings: DrainSettings = DrainSettings(),
 ) -> DrainReport:
-    report = DrainReport()
-    try:
-        report.detached += reconciler.detach_all()
-    except SockspliceError as exc:
-        report.errors.append(f"detach: {exc}")
-    for cgroup in extra_cgroups:
-        try:
-            if datapath.detach(cgroup):
-                report.detached.append(str(cgroup))
-        except SockspliceError as exc:
-            report.errors.append(f"cgroup {cgroup}: detach: {exc}")
-    report.spliced_at_start = datapath.spliced_sockets()
-    report.spliced_left, report.waited_seconds = wait_empty(datapath.spliced_sockets, settings)
-    report.waited_seconds = round(report.waited_seconds, 3)
-    if report.spliced_left:
-        log.warning("drain: %d spliced sockets still open after %.0fs", report.spliced_left, settings.timeout)
-    report.unpinned = datapath.unpin()
+    """Drain now, waiting (bounded) in this thread."""
+    running = Drain(datapath, reconciler, extra_cgroups, settings)
+    while (report := running.step()) is None:
+        time.sleep(settings.interval)
     return report
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from socksplice.api.manifests import load_manifest_dir
+from socksplice.api.nodestatus import NodeStatus
 from socksplice.api.pods import pod_ref_from_api
 from socksplice.errors import PermanentError
 from socksplice.local import state
-from socksplice.nodeagent.agent import Snapshot
+from socksplice.nodeagent.snapshots import Snapshot
 from socksplice.nodeagent.targets import PodLocation
 
 NETNS_ANNOTATION = "socksplice.io/local-netns"
@@ -61,12 +62,20 @@ class LocalSource:
 
 
 class StatusFile:
-    """Publishes the node status as ``status.json`` in the local directory (SpliceNode stand-in)."""
+    """Publishes the node status as ``status.json`` in the local directory: a SpliceNode's
+    ``status``, in the same shape (``api.nodestatus``)."""
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / STATUS_FILE
 
-    def publish(self, status: dict[str, Any]) -> None:
+    def publish(self, status: NodeStatus) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(status.to_dict(), indent=2, sort_keys=True))
         os.replace(tmp, self.path)
+
+    def read(self) -> NodeStatus | None:
+        """The last published status; None when there is none (yet)."""
+        try:
+            return NodeStatus.from_dict(json.loads(self.path.read_text()))
+        except (OSError, ValueError):
+            return None

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from socksplice.bpf.loader import Datapath, DatapathSettings
 from socksplice.errors import KernelUnsupported, PermanentError, SockspliceError
-from socksplice.nodeagent.agent import Agent, Source, StatusSink
+from socksplice.nodeagent.agent import Agent, StatusSink
 from socksplice.nodeagent.localsource import LocalSource, StatusFile
 from socksplice.nodeagent.settings import AgentSettings
+from socksplice.nodeagent.snapshots import Source
 
 log = logging.getLogger("socksplice.agent")
 

@@ -133,7 +133,9 @@ class Reconciler:
         config = datapath_config(target.plan, self._slots)
         before = self.applied.get(target.key)
         if before is not None and before.location != target.location:
-            self._remove(target.key, report)  # the pod was recreated under the same name
+            # the pod was recreated under the same name: let go of the old one first
+            if not self._remove(target.key, report):
+                raise KernelError(f"the previous {before.location.cgroup} is still attached; retrying later")
             before = None
         cookie = before.cookie if before is not None else netns.cookie(target.location.netns)
         if before is None or before.config != config:
@@ -148,23 +150,29 @@ class Reconciler:
             log.info("pod %s: configuration updated", target.key)
         self.applied[target.key] = Applied(target.location, cookie, config)
 
-    def _remove(self, key: str, report: ReconcileReport) -> None:
-        applied = self.applied.pop(key)
+    def _remove(self, key: str, report: ReconcileReport) -> bool:
+        """Detach, then forget the configuration and the record. On a failed detach the record
+        (and the configuration) stay, so later reconciles and the drain try again."""
+        applied = self.applied[key]
         try:
             if applied.location.cgroup.exists():
                 self._dp.detach(applied.location.cgroup)
         except KernelError as exc:
-            report.errors[key] = str(exc)
-            log.error("pod %s: detach failed: %s", key, exc)
+            report.errors[key] = f"detach failed: {exc}"
+            report.count("error")
+            log.error("pod %s: detach failed: %s; retrying on the next reconcile", key, exc)
+            return False
         self._dp.delete_pod(applied.cookie)
+        del self.applied[key]
         report.detached.append(key)
         report.count("detached")
         log.info("pod %s: detached: no new connections will be spliced; existing ones finish spliced", key)
+        return True
 
-    def detach_all(self) -> list[str]:
-        """Detach from every pod (drain and uninstall)."""
+    def detach_all(self) -> ReconcileReport:
+        """Detach from every pod (drain and uninstall); pods whose detach failed are in ``errors``."""
         report = ReconcileReport()
         for key in sorted(self.applied):
             self._remove(key, report)
         self._save()
-        return report.detached
+        return report

@@ -4,13 +4,18 @@ Counters live in pinned maps and survive agent restarts, so the slot assignment 
 kept as JSON in the agent's state directory. Slot 0 means "no policy". A slot freed by a deleted
 SocketSplice is reused only after every other slot was used once, so that a new policy does not
 inherit a recent policy's counters.
+
+Only the agent's loop changes the table. Other threads (the metrics scrape) call ``policy_of``,
+which reads an immutable slot-to-policy map that each change replaces whole.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 
 class SlotTable:
@@ -23,6 +28,7 @@ class SlotTable:
             data = json.loads(path.read_text())
             self._slots = {str(k): int(v) for k, v in data.get("slots", {}).items()}
             self._next = int(data.get("next", 1))
+        self._by_slot: Mapping[int, str] = self._snapshot()
 
     def slot(self, policy: str) -> int:
         """The slot of ``policy`` (``namespace/name``), assigning one if needed; 0 when full or empty."""
@@ -36,7 +42,7 @@ class SlotTable:
             self._next = self._next + 1 if self._next + 1 < self._capacity else 1
             if candidate not in used:
                 self._slots[policy] = candidate
-                self._save()
+                self._changed()
                 return candidate
         return 0
 
@@ -45,16 +51,18 @@ class SlotTable:
         for p in gone:
             del self._slots[p]
         if gone:
-            self._save()
+            self._changed()
 
     def policy_of(self, slot: int) -> str:
-        for p, s in self._slots.items():
-            if s == slot:
-                return p
-        return ""
+        """The policy holding ``slot`` ("" for none). Safe from any thread."""
+        return self._by_slot.get(slot, "")
 
-    def items(self) -> dict[str, int]:
-        return dict(self._slots)
+    def _snapshot(self) -> Mapping[int, str]:
+        return MappingProxyType({s: p for p, s in self._slots.items()})
+
+    def _changed(self) -> None:
+        self._by_slot = self._snapshot()  # one reference assignment: readers see old or new, whole
+        self._save()
 
     def _save(self) -> None:
         if self._path is None:

@@ -23,59 +23,54 @@ from datetime import UTC, datetime
 from typing import Any
 
 from socksplice import kubeapi
-from socksplice.api.status import parse_timestamp, timestamp
+from socksplice.api.drain import DEFAULT_TIMEOUT, DrainPhase, DrainRequest, DrainStatus
+from socksplice.api.status import timestamp
 from socksplice.errors import SockspliceError
 
-ANNOTATION = "socksplice.io/drain-requested"
-TIMEOUT_ANNOTATION = "socksplice.io/drain-timeout-seconds"
-FINISHED = ("Drained", "TimedOut", "Failed")
 PENDING = "Pending"
 """No report for this request yet (the agent has not seen it, or has not started)."""
 NO_REPORT = "NoReport"
 """The wait ended before the agent reported the drain finished."""
-DEFAULT_TIMEOUT = 120.0
 REPORT_GRACE = 30.0
 """Seconds past the drain timeout to wait for the agents' reports (they poll every 5 s)."""
 POLL_SECONDS = 2.0
 LEFT_OVER_EXIT = 3
 ERROR_EXIT = 1
+FINISHED_PHASES = frozenset(str(p) for p in DrainPhase if p.finished)
 
 
 def drain_patch(requested: datetime, timeout: float) -> dict[str, Any]:
     """The merge patch that asks a SpliceNode's agent to drain."""
-    return {
-        "metadata": {"annotations": {ANNOTATION: timestamp(requested), TIMEOUT_ANNOTATION: str(int(timeout))}}
-    }
+    return DrainRequest(requested, timeout).patch()
 
 
 @dataclass(frozen=True)
 class NodeDrain:
     node: str
     phase: str
-    """``Pending``, ``Draining``, ``Drained``, ``TimedOut``, ``Failed`` or ``NoReport``."""
+    """A ``DrainPhase`` (``Draining``, ``Drained``, ``TimedOut``, ``Failed``) the agent reported,
+    or ``Pending`` / ``NoReport`` (this command's own view: no report yet / none in time)."""
     sockets_left: int | None = None
     finished_at: str = ""
     message: str = ""
 
     @property
     def finished(self) -> bool:
-        return self.phase in FINISHED
+        return self.phase in FINISHED_PHASES
 
 
 def node_drain(splicenode: Mapping[str, Any], requested: datetime) -> NodeDrain:
     """What a SpliceNode reports about the drain requested at ``requested`` (or later)."""
     name = str((splicenode.get("metadata") or {}).get("name", ""))
-    drain = (splicenode.get("status") or {}).get("drain") or {}
-    answered = parse_timestamp(drain.get("requestedAt"))
-    if not drain or answered is None or answered < requested:
+    drain = DrainStatus.of(splicenode)
+    if drain is None or drain.requested_at < requested:
         return NodeDrain(name, PENDING)
-    left = drain.get("socketsLeft")
     return NodeDrain(
         name,
-        str(drain.get("phase") or PENDING),
-        int(left) if isinstance(left, int) else None,
-        str(drain.get("finishedAt") or ""),
-        str(drain.get("message") or ""),
+        str(drain.phase),
+        drain.sockets_left,
+        timestamp(drain.finished_at) if drain.finished_at else "",
+        drain.message,
     )
 
 
@@ -96,14 +91,14 @@ def unanswered(drains: Iterable[NodeDrain], waited: float) -> list[NodeDrain]:
 
 def exit_code(drains: Sequence[NodeDrain]) -> int:
     """0 when every node drained, 3 otherwise (sockets left, failed, or no report)."""
-    return 0 if all(d.phase == "Drained" for d in drains) else LEFT_OVER_EXIT
+    return 0 if all(d.phase == DrainPhase.DRAINED for d in drains) else LEFT_OVER_EXIT
 
 
 def summary(drains: Sequence[NodeDrain], requested: datetime, waited: float) -> dict[str, Any]:
     return {
         "requestedAt": timestamp(requested),
         "waitedSeconds": round(waited, 1),
-        "drained": all(d.phase == "Drained" for d in drains),
+        "drained": all(d.phase == DrainPhase.DRAINED for d in drains),
         "nodes": [asdict(d) for d in drains],
     }
 
@@ -155,7 +150,7 @@ def run(
         drains = [
             node_drain(objs[n], requested)
             if n in objs
-            else NodeDrain(n, "Failed", message="SpliceNode deleted")
+            else NodeDrain(n, DrainPhase.FAILED, message="SpliceNode deleted")
             for n in chosen
         ]
         if all(d.finished for d in drains) or clock() >= deadline:

@@ -8,11 +8,12 @@ from typing import Any
 
 from socksplice import kubeapi
 from socksplice.kernel import cgroup2
-from socksplice.nodeagent.agent import Agent, Source
+from socksplice.nodeagent.agent import Agent
 from socksplice.nodeagent.cluster.drainrequest import DrainRequests, kube_fns
 from socksplice.nodeagent.cluster.locating import Locator
 from socksplice.nodeagent.cluster.sink import SpliceNodeSink
 from socksplice.nodeagent.cluster.source import ClusterSource
+from socksplice.nodeagent.snapshots import Source
 
 
 def doctor_results() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -34,6 +35,6 @@ def cluster_front_door(
 
 
 def bind_agent(source: Source, agent: Agent) -> None:
-    """A drain request drains with the running agent's data path and reconciler."""
+    """Drain requests on this node's SpliceNode go to the running agent's loop."""
     if isinstance(source, ClusterSource) and source.drains is not None:
-        source.drains.bind(agent)
+        agent.drains = source.drains

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any
 
-from socksplice.api.status import (
-    SPLICENODE_API_VERSION,
-    SPLICENODE_KIND,
-    splicenode_status,
-)
+from socksplice.api.nodestatus import CheckResult, Hazard, NodeStatus
+from socksplice.api.status import SPLICENODE_API_VERSION, SPLICENODE_KIND
 from socksplice.errors import SockspliceError, TemporaryError
 from socksplice.kubeapi import Kube
 
@@ -42,8 +39,8 @@ class SpliceNodeSink:
         kube: Kube | None = None,
     ) -> None:
         self.node = node
-        self.doctor = list(doctor)
-        self.hazards = list(hazards)
+        self.doctor = tuple(CheckResult.from_dict(c) for c in doctor if not c.get("ok", True))
+        self.hazards = tuple(Hazard.from_dict(h) for h in hazards if h.get("present"))
         self.kube = kube if kube is not None else Kube()
 
     def node_uid(self) -> str:
@@ -55,8 +52,10 @@ class SpliceNodeSink:
             return ""
         return str(((node or {}).get("metadata") or {}).get("uid") or "")
 
-    def publish(self, status: dict[str, Any]) -> None:
-        body = {"status": splicenode_status(status, datetime.now(UTC), self.doctor, self.hazards)}
+    def publish(self, status: NodeStatus) -> None:
+        """Merge-patch the status (``status.drain``, written by the drain, stays as it is)."""
+        status = replace(status, doctor=self.doctor, hazards=self.hazards)
+        body = {"status": status.to_dict()}
         try:
             if not self.kube.patch_splicenode_status(self.node, body):
                 self.kube.create_splicenode(splicenode_object(self.node, self.node_uid()))

@@ -23,10 +23,10 @@ from socksplice.api.pods import PodRef, pod_ref_from_api
 from socksplice.api.socketsplice import SocketSplice, parse_socketsplice
 from socksplice.errors import InvalidSpec, TemporaryError
 from socksplice.kubeapi.failures import Gone
-from socksplice.nodeagent.agent import Snapshot
 from socksplice.nodeagent.cluster.drainrequest import DrainRequests
 from socksplice.nodeagent.cluster.locating import Locator
 from socksplice.nodeagent.cluster.watching import Backoff, Next, WatchState
+from socksplice.nodeagent.snapshots import Snapshot
 from socksplice.nodeagent.targets import PodLocation
 
 log = logging.getLogger(__name__)

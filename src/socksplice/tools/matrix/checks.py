@@ -130,7 +130,7 @@ def _wait_attached(status: Path, proc: subprocess.Popen[str]) -> list[str] | Non
     deadline = time.monotonic() + AGENT_READY_TIMEOUT
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            pods = json.loads(status.read_text()).get("attachedPods", [])
+            pods = json.loads(status.read_text()).get("pods", [])
         except (OSError, ValueError):
             pods = []
         if len(pods) >= 2:
