@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -42,6 +43,12 @@ PASSTHROUGH: dict[str, tuple[str, str]] = {
     ),
 }
 LOUD = ("agent", "operator")  # long-running roles log at INFO
+# Commands that load BPF, create network namespaces or cgroups: they need root (docs/install.md).
+NEEDS_ROOT = frozenset({"demo", "agent", "bench", "conformance", "doctor", "local", "agent-drain"})
+ROOT_HINT = (
+    "needs root with CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SYS_PTRACE and CAP_SYSLOG "
+    "(docs/install.md, capabilities)"
+)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -97,20 +104,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _wants_help(args: argparse.Namespace) -> bool:
+    rest: list[str] = getattr(args, "rest", [])
+    return "-h" in rest or "--help" in rest
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        what = f"{exc.filename}: {exc.strerror}"
+        if isinstance(exc, PermissionError) and os.geteuid() != 0:
+            what += f" (euid {os.geteuid()}: {ROOT_HINT})"
+        return what
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure ends in one line on stderr and a non-zero exit, never a
+    traceback (``--verbose`` logs it): 1 for an error, 2 when the kernel lacks something."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO if args.command in LOUD else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    prefix = f"socksplice {args.command}"
+    if args.command in NEEDS_ROOT and os.geteuid() != 0 and not _wants_help(args):
+        print(f"{prefix}: not root (euid {os.geteuid()}): {ROOT_HINT}", file=sys.stderr)
+        return 1
     try:
         return int(args.func(args))
     except SockspliceError as exc:
-        print(f"socksplice {args.command}: {exc}", file=sys.stderr)
+        print(f"{prefix}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2 if isinstance(exc, KernelUnsupported) else 1
     except KeyboardInterrupt:
-        print(f"socksplice {args.command}: interrupted; cleaned up", file=sys.stderr)
+        print(f"{prefix}: interrupted; cleaned up", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last boundary: one line, the traceback only with --verbose
+        logging.getLogger("socksplice").debug("%s: failed", prefix, exc_info=True)
+        print(f"{prefix}: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

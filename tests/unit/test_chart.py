@@ -243,7 +243,7 @@ def test_agent_daemonset_least_privilege_mounts_and_probes(default_objs: list[Ob
     assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {
         "drop": ["ALL"],
-        "add": ["BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE", "SYS_PTRACE"],
+        "add": ["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYSLOG"],
     }
     assert sc["readOnlyRootFilesystem"] is True
     env = {e["name"]: e for e in c["env"]}

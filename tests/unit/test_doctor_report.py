@@ -148,7 +148,9 @@ def test_privileges_names_missing_capabilities(tmp_path: Path) -> None:
     status.write_text("Name:\tx\nCapEff:\t0000000000001000\n")  # CAP_NET_ADMIN only
     result = probes.privileges(status)
     assert not result.ok
-    assert "missing CAP_SYS_ADMIN, CAP_BPF" in result.detail
+    assert "missing CAP_SYS_PTRACE (reading /proc/PID/ns/net" in result.detail
+    assert "CAP_SYS_ADMIN (BPF program loads" in result.detail
+    assert "CAP_SYSLOG (bcc finds bpf_probe_read_kernel" in result.detail
     status.write_text("Name:\tx\n")
     assert not probes.privileges(status).ok
     assert not probes.privileges(tmp_path / "absent").ok

@@ -53,13 +53,14 @@ class _Spec:
 SPECS: dict[str, _Spec] = {
     "privileges": _Spec(
         "fatal",
-        "run the agent as root with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN "
-        "(securityContext.privileged: true, or add those capabilities)",
+        "run the agent as root with CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SYS_PTRACE and CAP_SYSLOG "
+        "(the chart's agent.capabilities; docs/install.md lists why each is needed)",
     ),
     "bpf.syscall": _Spec(
         "fatal",
         "use a kernel built with CONFIG_BPF_SYSCALL=y and make sure no seccomp profile blocks bpf(2) "
-        "(seccompProfile: Unconfined for the agent)",
+        "(the chart's seccompProfile RuntimeDefault allows it to a process with CAP_SYS_ADMIN; "
+        "a custom profile must allow bpf)",
     ),
     "map.sockhash": _Spec(
         "fatal",
@@ -78,8 +79,8 @@ SPECS: dict[str, _Spec] = {
     ),
     "cgroup2.attach_sockops": _Spec(
         "fatal",
-        "use a kernel with CONFIG_CGROUP_BPF=y and give the agent a writable cgroup2 hierarchy "
-        "(hostPath /sys/fs/cgroup, not read-only)",
+        "use a kernel with CONFIG_CGROUP_BPF=y, give the agent CAP_NET_ADMIN (cgroup attach) and "
+        "mount the host's cgroup2 hierarchy (hostPath /sys/fs/cgroup); no write access is needed",
     ),
     "bpffs": _Spec(
         "fatal",

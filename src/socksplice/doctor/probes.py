@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import struct
 import sys
@@ -81,9 +82,21 @@ def load_trivial_sockops() -> int:
 # --- privileges ---------------------------------------------------------------------------------
 
 CAP_NET_ADMIN = 12
+CAP_SYS_PTRACE = 19
 CAP_SYS_ADMIN = 21
-CAP_BPF = 39
-_CAP_NAMES = {CAP_BPF: "CAP_BPF", CAP_NET_ADMIN: "CAP_NET_ADMIN", CAP_SYS_ADMIN: "CAP_SYS_ADMIN"}
+CAP_SYSLOG = 34
+# What the agent needs each capability for; docs/install.md has the same table, with how each
+# was tested. CAP_BPF and CAP_PERFMON are not listed: CAP_SYS_ADMIN covers both.
+NEEDED_CAPS: dict[int, tuple[str, str]] = {
+    CAP_SYS_ADMIN: ("CAP_SYS_ADMIN", "BPF program loads and maps, bpffs mounts, setns into pod netns"),
+    CAP_NET_ADMIN: ("CAP_NET_ADMIN", "cgroup sockops attach and the local pods' veths and routes"),
+    CAP_SYS_PTRACE: ("CAP_SYS_PTRACE", "reading /proc/PID/ns/net of pod processes (cluster mode)"),
+    CAP_SYSLOG: (
+        "CAP_SYSLOG",
+        "bcc finds bpf_probe_read_kernel in /proc/kallsyms (addresses read as 0 without it, "
+        "and sk_msg programs then fail to load)",
+    ),
+}
 
 
 def effective_caps(status: Path = Path("/proc/self/status")) -> int | None:
@@ -101,16 +114,14 @@ def privileges(status: Path = Path("/proc/self/status")) -> ProbeResult:
     caps = effective_caps(status)
     if caps is None:
         return ProbeResult(False, f"euid {euid}; cannot read CapEff from {status}")
-    have = [name for bit, name in sorted(_CAP_NAMES.items()) if caps >> bit & 1]
-    missing = [name for bit, name in sorted(_CAP_NAMES.items()) if not caps >> bit & 1]
-    if missing == ["CAP_BPF"] and caps >> CAP_SYS_ADMIN & 1:
-        missing = []  # kernels before 5.8 have no CAP_BPF; CAP_SYS_ADMIN covers it
-    detail = f"euid {euid}, effective {', '.join(have) or 'none of CAP_BPF/CAP_NET_ADMIN/CAP_SYS_ADMIN'}"
+    have = [name for bit, (name, _why) in sorted(NEEDED_CAPS.items()) if caps >> bit & 1]
+    missing = [f"{name} ({why})" for bit, (name, why) in sorted(NEEDED_CAPS.items()) if not caps >> bit & 1]
+    detail = f"euid {euid}, effective {', '.join(have) or 'none of the capabilities the agent needs'}"
     problems = []
     if euid != 0:
         problems.append("not root (the loader refuses to run as non-root)")
     if missing:
-        problems.append(f"missing {', '.join(missing)}")
+        problems.append(f"missing {'; '.join(missing)}")
     if problems:
         return ProbeResult(False, f"{detail}; {'; '.join(problems)}")
     return ProbeResult(True, detail)
@@ -160,6 +171,7 @@ def percpu_array() -> ProbeResult:
 # --- cgroup v2 ----------------------------------------------------------------------------------
 
 DOCTOR_CGROUP_PREFIX = "socksplice-doctor-"
+BPF_F_ALLOW_MULTI = 2  # linux/bpf.h: several programs of one type on one cgroup
 
 
 def cgroup2_mount() -> ProbeResult:
@@ -174,7 +186,14 @@ def cgroup2_mount() -> ProbeResult:
 
 
 def cgroup2_attach_sockops() -> ProbeResult:
-    """Attach a trivial sockops program to a temporary cgroup, query it, detach, remove the cgroup."""
+    """Attach a trivial sockops program, query it and detach it again.
+
+    The program goes on a temporary cgroup when one can be created at the cgroup2 root. The root
+    is mode 0555: without CAP_DAC_OVERRIDE (the chart does not grant it) even root cannot create
+    one there, and the agent never needs to, since it attaches to the pods' existing cgroups. The
+    test then attaches the program beside any others at the root itself (``BPF_F_ALLOW_MULTI``;
+    it returns 1 and changes nothing for the sockets that run it) and detaches it at once.
+    """
 
     def run() -> ProbeResult:
         try:
@@ -185,9 +204,11 @@ def cgroup2_attach_sockops() -> ProbeResult:
         try:
             path.mkdir(exist_ok=True)
         except OSError as exc:
-            return ProbeResult(False, f"cannot create {path}: {exc.strerror}")
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                return ProbeResult(False, f"cannot create {path}: {exc.strerror}")
+            return _attach_query_detach(root, BPF_F_ALLOW_MULTI, f"at {root}, no cgroup created")
         try:
-            return _attach_query_detach(path)
+            return _attach_query_detach(path, 0, f"temporary cgroup in {root}")
         finally:
             with suppress(SockspliceError):
                 cgroup2.remove_tree(path)
@@ -195,7 +216,13 @@ def cgroup2_attach_sockops() -> ProbeResult:
     return _guarded("cgroup2 attach", run)
 
 
-def _attach_query_detach(path: Path) -> ProbeResult:
+_ATTACH_EPERM = (
+    "BPF_PROG_ATTACH needs CAP_NET_ADMIN (and CAP_BPF or CAP_SYS_ADMIN to load); "
+    "with BPF_F_ALLOW_MULTI it also fails when a program was attached at that cgroup without it"
+)
+
+
+def _attach_query_detach(path: Path, flags: int, where: str) -> ProbeResult:
     try:
         prog_fd = load_trivial_sockops()
     except KernelError as exc:
@@ -206,22 +233,26 @@ def _attach_query_detach(path: Path) -> ProbeResult:
         os.close(prog_fd)
         return ProbeResult(False, f"cannot open {path}: {exc.strerror}")
     attached = False
+    detach_fd = prog_fd if flags else 0
     try:
         prog_id = bpfsys.obj_id(prog_fd)
-        bpfsys.prog_attach(cg_fd, prog_fd, bpfsys.BPF_CGROUP_SOCK_OPS)
+        bpfsys.prog_attach(cg_fd, prog_fd, bpfsys.BPF_CGROUP_SOCK_OPS, flags)
         attached = True
         ids = bpfsys.prog_query(cg_fd, bpfsys.BPF_CGROUP_SOCK_OPS)
         if prog_id not in ids:
             return ProbeResult(False, f"attached program {prog_id} to {path} but query returned {ids}")
-        bpfsys.prog_detach(cg_fd, bpfsys.BPF_CGROUP_SOCK_OPS)
+        bpfsys.prog_detach(cg_fd, bpfsys.BPF_CGROUP_SOCK_OPS, detach_fd)
         attached = False
-        return ProbeResult(True, f"sockops attach, query and detach work (temporary cgroup in {path.parent})")
+        return ProbeResult(True, f"sockops attach, query and detach work ({where})")
+    except KernelError as exc:
+        hint = f" ({_ATTACH_EPERM})" if exc.errno == errno.EPERM else ""
+        return ProbeResult(False, f"{path}: {exc}{hint}")
     except SockspliceError as exc:
         return ProbeResult(False, f"{path}: {exc}")
     finally:
         if attached:
             with suppress(SockspliceError):
-                bpfsys.prog_detach(cg_fd, bpfsys.BPF_CGROUP_SOCK_OPS)
+                bpfsys.prog_detach(cg_fd, bpfsys.BPF_CGROUP_SOCK_OPS, detach_fd)
         os.close(cg_fd)
         os.close(prog_fd)
 
