@@ -7,6 +7,7 @@ pod names or addresses. Counters are exported as ``_total`` counters in their ba
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -95,8 +96,13 @@ class DatapathCollector(Collector):
         errors = CounterMetricFamily(
             "socksplice_datapath_errors", "Data path errors by kind.", labels=[*pl, "kind"]
         )
-        for slot, values in sorted(per_slot.items()):
-            labels = self._labels(slot)
+        # Slots that map to the same labels (no policy, or a deleted SocketSplice: ``policy=""``)
+        # are one series: their counters are summed, so each series is exported once.
+        merged: dict[tuple[str, ...], Counter[str]] = {}
+        for slot, slot_values in sorted(per_slot.items()):
+            merged.setdefault(tuple(self._labels(slot)), Counter()).update(slot_values)
+        for key, values in merged.items():
+            labels = list(key)
             sockets_added.add_metric(labels, values["sockets_added"])
             for counter, outcome in PAIR_OUTCOMES.items():
                 pairs.add_metric([*labels, outcome], values[counter])
