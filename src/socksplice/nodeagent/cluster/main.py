@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from socksplice import kubeapi
+from socksplice.api.nodestatus import CheckResult, Hazard
 from socksplice.kernel import cgroup2
 from socksplice.nodeagent.agent import Agent
 from socksplice.nodeagent.cluster.drainrequest import DrainRequests, kube_fns
@@ -16,11 +16,12 @@ from socksplice.nodeagent.cluster.source import ClusterSource
 from socksplice.nodeagent.snapshots import Source
 
 
-def doctor_results() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The preflight checks and the hazards, as SpliceNode carries them."""
+def doctor_results() -> tuple[tuple[CheckResult, ...], tuple[Hazard, ...]]:
+    """The failed preflight checks and the present hazards, as a SpliceNode carries them."""
     from socksplice.doctor.checks import hazards, preflight
 
-    return [dataclasses.asdict(c) for c in preflight()], [dict(h) for h in hazards()]
+    failed = tuple(CheckResult.from_dict(dataclasses.asdict(c)) for c in preflight() if not c.ok)
+    return failed, tuple(Hazard.from_dict(h) for h in hazards() if h.get("present"))
 
 
 def cluster_front_door(

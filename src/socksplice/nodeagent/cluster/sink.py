@@ -10,7 +10,7 @@ TemporaryError (the agent logs them and tries again).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -34,13 +34,13 @@ class SpliceNodeSink:
     def __init__(
         self,
         node: str,
-        doctor: Sequence[Mapping[str, Any]] = (),
-        hazards: Sequence[Mapping[str, Any]] = (),
+        doctor: Sequence[CheckResult] = (),
+        hazards: Sequence[Hazard] = (),
         kube: Kube | None = None,
     ) -> None:
         self.node = node
-        self.doctor = tuple(CheckResult.from_dict(c) for c in doctor if not c.get("ok", True))
-        self.hazards = tuple(Hazard.from_dict(h) for h in hazards if h.get("present"))
+        self.doctor = tuple(c for c in doctor if not c.ok)
+        self.hazards = tuple(h for h in hazards if h.present)
         self.kube = kube if kube is not None else Kube()
 
     def node_uid(self) -> str:
