@@ -33,7 +33,7 @@ def test_connection_without_a_selected_peer_never_enters_the_sockhash(env: Splic
     after = env.totals()
     assert trace["client"] == {"reply=ok end=0": 20}
     assert after["sockets_added"] == before["sockets_added"]
-    assert after["fallback_unpaired"] - before["fallback_unpaired"] == 20  # once per connection
+    assert after["conns_unpaired"] - before["conns_unpaired"] == 20  # once per connection
 
 
 def test_spliced_half_close_is_the_documented_difference(env: SpliceEnv) -> None:

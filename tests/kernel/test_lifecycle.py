@@ -1,4 +1,5 @@
-"""Agent lifecycle with live traffic: SIGKILL and restart, SocketSplice deletion.
+"""Agent lifecycle with live traffic: SIGKILL and restart, upgrade to a new program build over the
+pinned maps, SocketSplice deletion.
 
 Each event happens while CONNS connections (2 * CONNS spliced sockets) are in the middle of
 NBYTES-long verified streams: every byte must arrive intact, in order, on every connection, and
@@ -14,12 +15,16 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from socksplice.bpf.loader import Datapath, DatapathSettings
+from socksplice.bpf.loader import PINNED_MAPS, Datapath, DatapathSettings
+from socksplice.kernel import bpfsys
 from socksplice.local.topology import LocalTopology
+from socksplice.nodeagent.agent import Agent
 from tests.kernel.splicing import (
     FRESH_BYTES,
     LIVE_BYTES,
@@ -172,3 +177,78 @@ def test_deleting_the_socketsplice_stops_new_splicing_and_existing_finish(env: S
     # every live connection was spliced, and stayed spliced to the end: every byte, both ways
     assert_all_spliced(end, CONNS, CONNS * NBYTES, start)
     wait_for(lambda: env.datapath.spliced_sockets() == 0, timeout=10)  # the kernel removed them on close
+
+
+def prog_info(prog_id: int) -> dict[str, Any]:
+    """The kernel's bpf_prog_info of a program as bpftool shows it: id, name and tag (a hash of its
+    instructions, so two builds with other bytecode have other tags)."""
+    out = subprocess.run(
+        ["bpftool", "-j", "prog", "show", "id", str(prog_id)], check=True, capture_output=True, text=True
+    ).stdout
+    info: dict[str, Any] = json.loads(out)
+    return info
+
+
+def pinned_map_ids(pin_dir: Path) -> dict[str, int]:
+    """Kernel ids of the maps pinned in ``pin_dir``: the same ids mean the same map objects."""
+    ids = {}
+    for name in PINNED_MAPS:
+        fd = bpfsys.obj_get(str(pin_dir / name))
+        try:
+            ids[name] = bpfsys.obj_id(fd)
+        finally:
+            os.close(fd)
+    return ids
+
+
+def sk_msg_attached(pin_dir: Path) -> list[int]:
+    """Ids of the sk_msg programs attached to the pinned SOCKHASH."""
+    fd = bpfsys.obj_get(str(pin_dir / "sock_hash"))
+    try:
+        return bpfsys.prog_query(fd, bpfsys.BPF_SK_MSG_VERDICT)
+    finally:
+        os.close(fd)
+
+
+def test_upgrade_replaces_programs_over_pinned_maps_with_live_connections(env: SpliceEnv) -> None:
+    """A new program build (another SS_PROGRAM_TAG, so other instructions) adopts the pins while
+    CONNS connections run: the new programs are the ones attached, over the same map objects."""
+    env.apply(splice_yaml())
+    client, server = env.pod("client"), env.pod("server")
+    pin_dir = env.settings.datapath.pin_dir
+    old = {"sockops": prog_info(env.datapath.sockops_id), "sk_msg": prog_info(env.datapath.sk_msg_id)}
+    maps = pinned_map_ids(pin_dir)
+    tag = env.settings.datapath.program_tag + 1
+    settings = replace(env.settings, datapath=replace(env.settings.datapath, program_tag=tag))
+    start = env.totals()
+    with echo_server(server, PORT):
+        live = start_clients(client, str(server.ipv4), PORT, conns=CONNS, nbytes=NBYTES, seconds=10.0)
+        wait_for(lambda: env.datapath.spliced_sockets() == 2 * CONNS, timeout=60)
+        new = Datapath.load(settings.datapath)
+        try:
+            agent = Agent(settings, env.agent.source, new)
+            agent.step(force=True)
+            assert live.poll() is None  # upgraded in the middle of the transfers
+            print(f"upgrade: new programs loaded in {new.load_seconds:.1f}s")
+            upgraded = {"sockops": prog_info(new.sockops_id), "sk_msg": prog_info(new.sk_msg_id)}
+            for kind in ("sockops", "sk_msg"):
+                print(f"upgrade: {kind}: id {old[kind]['id']} tag {old[kind]['tag']}", end=" ")
+                print(f"-> id {upgraded[kind]['id']} tag {upgraded[kind]['tag']}")
+                assert upgraded[kind]["tag"] != old[kind]["tag"]  # other bytecode, not only another id
+            assert new.adopted
+            assert pinned_map_ids(pin_dir) == maps  # the very maps the old programs used
+            assert new.spliced_sockets() == 2 * CONNS
+            for pod in env.topology.pods:
+                assert new.attached(pod.cgroup) == [new.sockops_id]
+            assert sk_msg_attached(pin_dir) == [new.sk_msg_id]
+            before = new.totals()["pairs_spliced"]
+            fresh = finish(start_clients(client, str(server.ipv4), PORT, conns=4, nbytes=FRESH_BYTES))
+            assert new.totals()["pairs_spliced"] - before == 4  # new connections: the new programs
+            result = finish(live, timeout=120)
+            print("live:", {k: v for k, v in result.items() if k != "stderr"})
+            end = new.totals()
+        finally:
+            new.close()
+    assert_streams_intact(fresh, 4, FRESH_BYTES)
+    assert_streams_intact(result, CONNS, NBYTES)
+    assert_all_spliced(end, CONNS + 4, CONNS * NBYTES + 4 * FRESH_BYTES, start)

@@ -1,29 +1,31 @@
-"""Python mirror of bpf/socksplice.h: the one place that knows map and key layouts.
+"""Python mirror of the ABI part of bpf/socksplice.h: what the agent reads and writes in the maps.
 
-tests/kernel/test_datapath.py checks these against what bcc compiled from the header.
+Every upper-case integer here is the header's ``SS_<NAME>`` (a define or a member of
+``enum ss_counter``); ``COUNTERS`` lists ``enum ss_counter`` in order (``SS_C_<NAME>``); each
+``ctypes.Structure`` names the C struct it mirrors in ``C_STRUCT``. tests/unit/test_bpf_abi.py
+compiles the header and checks all of it, both ways: a change on one side only fails there.
 """
 
 from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from typing import ClassVar
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
+"""Names the pin directory (``<pin_root>/<name>/v<LAYOUT_VERSION>``); bumped with every ABI change."""
 MAX_PORTS = 16
 
 POD_SPLICE_ALL = 0x1
 POD_DRYRUN_ALL = 0x2
 
-SK_IN_MAP = 0x1
-SK_TX_TCP = 0x2
-
-# enum ss_counter, in order.
 COUNTERS: tuple[str, ...] = (
     "sockets_added",
     "pairs_spliced",
     "pairs_dryrun",
     "pairs_port_skipped",
     "pairs_peer_unknown",
+    "conns_unpaired",
     "msgs_redirected",
     "bytes_redirected",
     "msgs_fallback",
@@ -32,29 +34,22 @@ COUNTERS: tuple[str, ...] = (
     "fallback_ratchet",
     "fallback_redirect_error",
     "fallback_no_state",
+    "fallback_backpressure",
+    "backpressure_entered",
+    "backpressure_resumed",
     "err_sockhash_update",
     "err_storage",
     "err_pairs_update",
     "no_pod_config",
-    "fallback_backpressure",
-    "backpressure_entered",
-    "backpressure_resumed",
 )
+"""``enum ss_counter`` in order, each ``SS_C_<NAME>`` in lower case."""
 NR_COUNTERS = len(COUNTERS)
-
-# Fallback reasons as they appear in metrics, keyed by counter name.
-FALLBACK_REASONS: dict[str, str] = {
-    "fallback_unpaired": "unpaired",
-    "fallback_ratchet": "ratchet",
-    "fallback_redirect_error": "redirect_error",
-    "fallback_no_state": "no_state",
-    "fallback_backpressure": "backpressure",
-}
 
 
 class PodConfigStruct(ctypes.Structure):
     """struct ss_pod_config."""
 
+    C_STRUCT: ClassVar[str] = "ss_pod_config"
     _fields_ = (
         ("flags", ctypes.c_uint32),
         ("policy_slot", ctypes.c_uint32),

@@ -61,12 +61,18 @@ class DatapathSettings:
     (``sk_rcvbuf``) again. 0: the kernel's ``net.ipv4.tcp_mem[0]``, below which TCP itself
     does not regulate memory."""
     program_tag: int = 0
-    """Compiled in as SS_PROGRAM_TAG: a build of the programs that differs from another only by
-    this number is a new program version over the same pinned maps (upgrade tests use it)."""
+    """Compiled in as SS_PROGRAM_TAG, an instruction of each program: a build that differs from
+    another only by this number is other bytecode (another kernel program tag) over the same
+    pinned maps, a new program version (upgrade tests use it)."""
+
+    @property
+    def pin_base(self) -> Path:
+        """Compiled in as SS_PIN_BASE; the header adds ``v<SS_LAYOUT_VERSION>`` to name the pin directory."""
+        return self.pin_root / self.name
 
     @property
     def pin_dir(self) -> Path:
-        return self.pin_root / self.name / f"v{LAYOUT_VERSION}"
+        return self.pin_base / f"v{LAYOUT_VERSION}"
 
 
 def program_source() -> str:
@@ -111,7 +117,7 @@ def kernel_field_cflags(btf: Btf | None = None) -> list[str]:
 
 def _cflags(settings: DatapathSettings) -> list[str]:
     return [
-        f'-DSS_PIN_DIR="{settings.pin_dir}"',
+        f'-DSS_PIN_BASE="{settings.pin_base}"',
         f"-DSS_SOCKHASH_SIZE={settings.sockhash_size}",
         f"-DSS_PAIRS_SIZE={settings.pairs_size}",
         f"-DSS_PODS_SIZE={settings.pods_size}",
@@ -156,6 +162,11 @@ class Datapath:
         if ctypes.sizeof(self._pods.Leaf) != ctypes.sizeof(PodConfigStruct):
             raise KernelError(
                 "layout: struct ss_pod_config differs between bpf/socksplice.h and bpf/layout.py"
+            )
+        if not (settings.pin_dir / "sock_hash").exists():
+            raise KernelError(
+                f"layout: the maps are not pinned in {settings.pin_dir}: SS_LAYOUT_VERSION in "
+                f"bpf/socksplice.h differs from LAYOUT_VERSION {LAYOUT_VERSION} in bpf/layout.py"
             )
 
     @classmethod

@@ -70,7 +70,7 @@ static __always_inline int ss_backpressure(struct ss_sock_state *st, __u32 slot,
 		if (unread + len <= rcvbuf || unread + len <= ss_unread_limit(st->peer_sk, rcvbuf))
 			return 0;
 		st->flags |= SS_SK_BACKPRESSURE;
-		ss_count(slot, SS_C_BP_ENTERED, 1);
+		ss_count(slot, SS_C_BACKPRESSURE_ENTERED, 1);
 		return 1;
 	}
 	__u64 written = ss_read(st->sk_addr, SS_OFF_TP_WRITE_SEQ, 4);
@@ -79,28 +79,30 @@ static __always_inline int ss_backpressure(struct ss_sock_state *st, __u32 slot,
 	    unread + len > ss_unread_limit(st->peer_sk, rcvbuf) / 2)
 		return 1;
 	st->flags &= ~SS_SK_BACKPRESSURE;
-	ss_count(slot, SS_C_BP_RESUMED, 1);
+	ss_count(slot, SS_C_BACKPRESSURE_RESUMED, 1);
 	return 0;
 }
 
 int ss_sk_msg(struct sk_msg_md *msg)
 {
+	SS_BUILD_MARK();
 	__u64 len = msg->size;
 	struct bpf_sock *sk = msg->sk;
 	if (!sk)
-		return ss_fallback(0, 0, SS_C_FB_NO_STATE, len);
+		return ss_fallback(0, 0, SS_C_FALLBACK_NO_STATE, len);
 	struct ss_sock_state *st = sk_state.sk_storage_get(sk, 0, 0);
 	if (!st)
-		return ss_fallback(0, 0, SS_C_FB_NO_STATE, len);
+		return ss_fallback(0, 0, SS_C_FALLBACK_NO_STATE, len);
 	__u32 slot = st->policy_slot;
 	if (st->flags & SS_SK_TX_TCP)
-		return ss_fallback(st, slot, SS_C_FB_RATCHET, len);
+		return ss_fallback(st, slot, SS_C_FALLBACK_RATCHET, len);
 
 	__u64 peer = st->peer;
 	if (!peer) {
 		struct ss_peer *p = peer_of.lookup(&st->id);
-		if (!p)
-			return ss_fallback(st, slot, SS_C_FB_UNPAIRED, len);
+		if (!p) /* the peer has not completed the pair yet (counted per message here; a
+			 * connection with no local peer at all never reaches sk_msg: sockops counts it) */
+			return ss_fallback(st, slot, SS_C_FALLBACK_UNPAIRED, len);
 		peer = p->sock_id;
 		st->peer = peer;
 		st->peer_sk = p->sk_addr;
@@ -108,14 +110,14 @@ int ss_sk_msg(struct sk_msg_md *msg)
 	}
 	if (ss_backpressure(st, slot, len)) {
 		/* No ratchet here: ss_backpressure decides when this direction may come back. */
-		ss_count(slot, SS_C_FB_BACKPRESSURE, 1);
+		ss_count(slot, SS_C_FALLBACK_BACKPRESSURE, 1);
 		ss_count(slot, SS_C_MSGS_FALLBACK, 1);
 		ss_count(slot, SS_C_BYTES_FALLBACK, len);
 		return SK_PASS;
 	}
 	long verdict = sock_hash.msg_redirect_hash(msg, &peer, BPF_F_INGRESS);
 	if (verdict != SK_PASS)
-		return ss_fallback(st, slot, SS_C_FB_REDIRECT_ERROR, len);
+		return ss_fallback(st, slot, SS_C_FALLBACK_REDIRECT_ERROR, len);
 	ss_count(slot, SS_C_MSGS_REDIRECTED, 1);
 	ss_count(slot, SS_C_BYTES_REDIRECTED, len);
 	return SK_PASS;

@@ -98,6 +98,7 @@ static __always_inline void ss_note_syn(struct bpf_sock_ops *skops)
 
 int ss_sockops(struct bpf_sock_ops *skops)
 {
+	SS_BUILD_MARK();
 	__u32 op = skops->op;
 	__u32 family = skops->family;
 	if (family != AF_INET && family != AF_INET6)
@@ -157,9 +158,9 @@ int ss_sockops(struct bpf_sock_ops *skops)
 			hkey.client_addr[i] = key.client_addr[i];
 		struct ss_hint_val *hint = syn_hints.lookup(&hkey);
 		if (!hint) {
-			/* No local, selected listener: the whole connection stays on TCP (counted once
-			 * here; it never reaches sk_msg, which counts per message). */
-			ss_count(slot, SS_C_FB_UNPAIRED, 1);
+			/* No local, selected listener: the whole connection stays on TCP, outside the
+			 * SOCKHASH (counted once per connection here; it never reaches sk_msg). */
+			ss_count(slot, SS_C_CONNS_UNPAIRED, 1);
 			return 1;
 		}
 		int theirs = hint->server_mode;

@@ -1,58 +1,32 @@
-/* socksplice: map and key layouts shared by the sockops and sk_msg programs.
+/* socksplice: what the sockops and sk_msg programs share with each other and with the agent.
  *
- * The Python side mirrors every constant and struct here in bpf/layout.py; change both together
- * and bump SS_LAYOUT_VERSION when a pinned map's layout changes (pins live under a directory
- * named after that version, so an incompatible agent never adopts maps it cannot read).
+ * Two parts. The first is the ABI: every constant, struct and counter that lives in a pinned map
+ * (so a new build of the programs, or of the agent, reads what an older one wrote). bpf/layout.py
+ * mirrors what the agent uses of it, and tests/unit/test_bpf_abi.py compiles this part with the C
+ * compiler (-DSS_ABI_ONLY) and checks the mirror and the recorded ABI of this SS_LAYOUT_VERSION
+ * against it. Any change to the ABI bumps SS_LAYOUT_VERSION (and LAYOUT_VERSION in layout.py): the
+ * pins live under a directory named after it (SS_PIN_DIR below), so an agent never adopts maps it
+ * cannot read.
  *
- * Knobs arrive as -D cflags from the loader: SS_PIN_DIR (bpffs directory for pins, string),
+ * The second part, for the programs only (bcc), declares the maps and helpers. Knobs arrive as -D
+ * cflags from the loader: SS_PIN_BASE (bpffs directory <pin_root>/<name>, string),
  * SS_SOCKHASH_SIZE, SS_PAIRS_SIZE, SS_PODS_SIZE, SS_MAX_POLICIES, SS_PROGRAM_TAG (a build number
- * that changes the programs, never the maps: programs of another tag adopt the same pins),
- * SS_UNREAD_LIMIT (backpressure: unread bytes a receiver that did not set SO_RCVBUF may hold), and
- * where the kernel fields backpressure reads are, taken from the running kernel's BTF
- * (socksplice.kernel.btf), never from the headers bcc compiles against: SS_OFF_SK_RMEM_ALLOC,
- * SS_OFF_SK_RCVBUF, SS_OFF_SK_USERLOCKS with SS_USERLOCKS_SHIFT (a bit-field on some kernels),
- * SS_OFF_TP_WRITE_SEQ, SS_OFF_TP_RCV_NXT, SS_OFF_TP_COPIED_SEQ, SS_OFF_SK_PROT,
+ * compiled into the programs, never the maps: programs of another tag are other programs that
+ * adopt the same pins), SS_UNREAD_LIMIT (backpressure: unread bytes a receiver that did not set
+ * SO_RCVBUF may hold), and where the kernel fields backpressure reads are, taken from the running
+ * kernel's BTF (socksplice.kernel.btf), never from the headers bcc compiles against:
+ * SS_OFF_SK_RMEM_ALLOC, SS_OFF_SK_RCVBUF, SS_OFF_SK_USERLOCKS with SS_USERLOCKS_SHIFT (a bit-field
+ * on some kernels), SS_OFF_TP_WRITE_SEQ, SS_OFF_TP_RCV_NXT, SS_OFF_TP_COPIED_SEQ, SS_OFF_SK_PROT,
  * SS_OFF_PROTO_MEMORY_ALLOCATED, SS_OFF_PROTO_SYSCTL_MEM.
  */
 #ifndef SOCKSPLICE_H
 #define SOCKSPLICE_H
 
-#include <uapi/linux/bpf.h>
-#include <linux/socket.h>
+#include <linux/types.h>
 
-#define SS_LAYOUT_VERSION 2
+/* ---- ABI: shared with the agent and with other builds over the same pins ------------------- */
 
-#ifndef SS_PIN_DIR
-#error "SS_PIN_DIR must be given by the loader"
-#endif
-#ifndef SS_SOCKHASH_SIZE
-#define SS_SOCKHASH_SIZE 65536
-#endif
-#ifndef SS_PAIRS_SIZE
-#define SS_PAIRS_SIZE 16384
-#endif
-#ifndef SS_PODS_SIZE
-#define SS_PODS_SIZE 1024
-#endif
-#ifndef SS_PROGRAM_TAG
-#define SS_PROGRAM_TAG 0
-#endif
-#ifndef SS_MAX_POLICIES
-#define SS_MAX_POLICIES 256
-#endif
-#ifndef SS_UNREAD_LIMIT
-#define SS_UNREAD_LIMIT (4 << 20)
-#endif
-#ifndef SS_NODE_TCP_MEM_LOW
-#define SS_NODE_TCP_MEM_LOW 0 /* pages; 0: the kernel's tcp_mem[0] */
-#endif
-#define SS_SOCK_RCVBUF_LOCK 2 /* include/net/sock.h */
-#if !defined(SS_OFF_SK_RMEM_ALLOC) || !defined(SS_OFF_SK_RCVBUF) || !defined(SS_OFF_SK_USERLOCKS) || \
-	!defined(SS_USERLOCKS_SHIFT) || !defined(SS_OFF_TP_WRITE_SEQ) || !defined(SS_OFF_TP_RCV_NXT) || \
-	!defined(SS_OFF_TP_COPIED_SEQ) || !defined(SS_OFF_SK_PROT) || !defined(SS_OFF_PROTO_MEMORY_ALLOCATED) || \
-	!defined(SS_OFF_PROTO_SYSCTL_MEM)
-#error "the loader must give the kernel field offsets (SS_OFF_*) from the running kernel's BTF"
-#endif
+#define SS_LAYOUT_VERSION 3
 
 #define SS_MAX_PORTS 16
 
@@ -130,33 +104,78 @@ struct ss_peer {
 	__u64 sk_addr;
 };
 
-/* Per-CPU counters, indexed policy_slot * SS_NR_COUNTERS + counter. */
+/* Per-CPU counters, indexed policy_slot * SS_NR_COUNTERS + counter. Per connection: */
 enum ss_counter {
-	SS_C_SOCKETS_ADDED = 0,     /* sockets inserted into the SOCKHASH */
-	SS_C_PAIRS_SPLICED,         /* connections whose two ends were paired for splicing */
-	SS_C_PAIRS_DRYRUN,          /* connections that would have been spliced (DryRun) */
-	SS_C_PAIRS_PORT_SKIPPED,    /* both ends local and selected, server port not selected */
-	SS_C_PAIRS_PEER_UNKNOWN,    /* paired with a socket whose pod has no config any more */
+	SS_C_SOCKETS_ADDED = 0,       /* sockets inserted into the SOCKHASH */
+	SS_C_PAIRS_SPLICED,           /* connections whose two ends were paired for splicing */
+	SS_C_PAIRS_DRYRUN,            /* connections that would have been spliced (DryRun) */
+	SS_C_PAIRS_PORT_SKIPPED,      /* both ends local and selected, server port not selected */
+	SS_C_PAIRS_PEER_UNKNOWN,      /* paired with a socket whose pod has no config any more */
+	SS_C_CONNS_UNPAIRED,          /* client ends left on TCP, outside the SOCKHASH, because no
+	                               * selected listener on this node saw their SYN (sockops) */
+	/* Per message (sk_msg): */
 	SS_C_MSGS_REDIRECTED,
 	SS_C_BYTES_REDIRECTED,
-	SS_C_MSGS_FALLBACK,         /* messages passed to TCP, all reasons */
+	SS_C_MSGS_FALLBACK,           /* messages passed to TCP, all reasons below */
 	SS_C_BYTES_FALLBACK,
-	SS_C_FB_UNPAIRED,           /* no local, selected peer (yet): the ratchet engages; also
-	                             * once per client end left out of the SOCKHASH because no
-	                             * selected listener on this node saw its SYN */
-	SS_C_FB_RATCHET,            /* direction already on TCP */
-	SS_C_FB_REDIRECT_ERROR,     /* peer no longer in the SOCKHASH */
-	SS_C_FB_NO_STATE,           /* socket without socksplice state */
-	SS_C_ERR_SOCKHASH_UPDATE,   /* could not insert a socket (map full?) */
-	SS_C_ERR_STORAGE,           /* could not create socket storage */
-	SS_C_ERR_PAIRS_UPDATE,      /* could not record a waiting end (map full?) */
-	SS_C_NO_POD_CONFIG,         /* sockops ran for a socket whose pod has no config */
-	SS_C_FB_BACKPRESSURE,       /* messages passed to TCP because the peer's unread bytes are at
-	                             * the limit, or TCP bytes of this direction are still unread */
-	SS_C_BP_ENTERED,            /* directions moved to TCP by backpressure */
-	SS_C_BP_RESUMED,            /* directions back on the splice after every TCP byte was read */
+	SS_C_FALLBACK_UNPAIRED,       /* the peer has not completed the pair yet: the ratchet engages */
+	SS_C_FALLBACK_RATCHET,        /* direction already on TCP */
+	SS_C_FALLBACK_REDIRECT_ERROR, /* peer no longer in the SOCKHASH */
+	SS_C_FALLBACK_NO_STATE,       /* socket without socksplice state */
+	SS_C_FALLBACK_BACKPRESSURE,   /* the peer's unread bytes are at the limit, or TCP bytes of
+	                               * this direction are still unread */
+	SS_C_BACKPRESSURE_ENTERED,    /* directions moved to TCP by backpressure */
+	SS_C_BACKPRESSURE_RESUMED,    /* directions back on the splice after every TCP byte was read */
+	/* Errors (each fails open to TCP): */
+	SS_C_ERR_SOCKHASH_UPDATE,     /* could not insert a socket (map full?) */
+	SS_C_ERR_STORAGE,             /* could not create socket storage */
+	SS_C_ERR_PAIRS_UPDATE,        /* could not record a waiting end (map full?) */
+	SS_C_NO_POD_CONFIG,           /* sockops ran for a socket whose pod has no config */
 	SS_NR_COUNTERS,
 };
+
+/* ---- The programs' own part: maps, knobs and helpers (bcc only) ---------------------------- */
+#ifndef SS_ABI_ONLY
+
+#include <uapi/linux/bpf.h>
+#include <linux/socket.h>
+
+#ifndef SS_PIN_BASE
+#error "SS_PIN_BASE must be given by the loader"
+#endif
+#define SS_STR_(x) #x
+#define SS_STR(x) SS_STR_(x)
+/* The layout version names the pin directory: <pin_root>/<name>/v<SS_LAYOUT_VERSION>. */
+#define SS_PIN_DIR SS_PIN_BASE "/v" SS_STR(SS_LAYOUT_VERSION)
+
+#ifndef SS_SOCKHASH_SIZE
+#define SS_SOCKHASH_SIZE 65536
+#endif
+#ifndef SS_PAIRS_SIZE
+#define SS_PAIRS_SIZE 16384
+#endif
+#ifndef SS_PODS_SIZE
+#define SS_PODS_SIZE 1024
+#endif
+#ifndef SS_PROGRAM_TAG
+#define SS_PROGRAM_TAG 0
+#endif
+#ifndef SS_MAX_POLICIES
+#define SS_MAX_POLICIES 256
+#endif
+#ifndef SS_UNREAD_LIMIT
+#define SS_UNREAD_LIMIT (4 << 20)
+#endif
+#ifndef SS_NODE_TCP_MEM_LOW
+#define SS_NODE_TCP_MEM_LOW 0 /* pages; 0: the kernel's tcp_mem[0] */
+#endif
+#define SS_SOCK_RCVBUF_LOCK 2 /* include/net/sock.h */
+#if !defined(SS_OFF_SK_RMEM_ALLOC) || !defined(SS_OFF_SK_RCVBUF) || !defined(SS_OFF_SK_USERLOCKS) || \
+	!defined(SS_USERLOCKS_SHIFT) || !defined(SS_OFF_TP_WRITE_SEQ) || !defined(SS_OFF_TP_RCV_NXT) || \
+	!defined(SS_OFF_TP_COPIED_SEQ) || !defined(SS_OFF_SK_PROT) || !defined(SS_OFF_PROTO_MEMORY_ALLOCATED) || \
+	!defined(SS_OFF_PROTO_SYSCTL_MEM)
+#error "the loader must give the kernel field offsets (SS_OFF_*) from the running kernel's BTF"
+#endif
 
 BPF_TABLE_PINNED("hash", __u64, struct ss_pod_config, pod_config, SS_PODS_SIZE, SS_PIN_DIR "/pod_config");
 BPF_TABLE_PINNED("lru_hash", struct ss_pair_key, struct ss_pair_val, pairs, SS_PAIRS_SIZE, SS_PIN_DIR "/pairs");
@@ -199,6 +218,11 @@ static __u64 (*ss_get_socket_cookie)(void *ctx) = (void *)BPF_FUNC_get_socket_co
  * 64-bit load of two adjacent 32-bit fields. */
 #define SS_CTX_U32(field) (*(volatile __u32 *)&(field))
 
+/* The build (SS_PROGRAM_TAG) as an instruction of each program, which does nothing else: two
+ * builds that differ only by their tag are other bytecode, so the kernel gives them other program
+ * tags (bpf_prog_info.tag hashes the instructions) and an upgrade really replaces the programs. */
+#define SS_BUILD_MARK() asm volatile("" : : "r"((__u64)SS_PROGRAM_TAG))
+
 static __always_inline void ss_count(__u32 slot, __u32 counter, __u64 n)
 {
 	if (slot >= SS_MAX_POLICIES)
@@ -209,4 +233,5 @@ static __always_inline void ss_count(__u32 slot, __u32 counter, __u64 n)
 		*v += n;
 }
 
+#endif /* SS_ABI_ONLY */
 #endif /* SOCKSPLICE_H */

@@ -16,7 +16,6 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from socksplice import __version__
-from socksplice.bpf.layout import FALLBACK_REASONS
 
 PAIR_OUTCOMES = {
     "pairs_spliced": "spliced",
@@ -24,6 +23,14 @@ PAIR_OUTCOMES = {
     "pairs_port_skipped": "port_not_selected",
     "pairs_peer_unknown": "peer_unknown",
 }
+FALLBACK_REASONS = {
+    "fallback_unpaired": "unpaired",
+    "fallback_ratchet": "ratchet",
+    "fallback_redirect_error": "redirect_error",
+    "fallback_no_state": "no_state",
+    "fallback_backpressure": "backpressure",
+}
+"""Why messages were passed to TCP (``reason`` of socksplice_fallback_messages_total), by counter."""
 BACKPRESSURE_EVENTS = {
     "backpressure_entered": "entered",
     "backpressure_resumed": "resumed",
@@ -73,6 +80,12 @@ class DatapathCollector(Collector):
             "Connections whose two local ends were paired, by outcome.",
             labels=[*pl, "outcome"],
         )
+        unpaired = CounterMetricFamily(
+            "socksplice_unpaired_connections",
+            "Connections of selected pods left on plain TCP, outside the SOCKHASH, because no "
+            "selected listener on this node saw their SYN (the peer is not a local, selected pod).",
+            labels=pl,
+        )
         msgs = CounterMetricFamily(
             "socksplice_redirected_messages", "Messages redirected socket-to-socket in the kernel.", labels=pl
         )
@@ -106,6 +119,7 @@ class DatapathCollector(Collector):
             sockets_added.add_metric(labels, values["sockets_added"])
             for counter, outcome in PAIR_OUTCOMES.items():
                 pairs.add_metric([*labels, outcome], values[counter])
+            unpaired.add_metric(labels, values["conns_unpaired"])
             msgs.add_metric(labels, values["msgs_redirected"])
             byts.add_metric(labels, values["bytes_redirected"])
             for counter, reason in FALLBACK_REASONS.items():
@@ -115,7 +129,7 @@ class DatapathCollector(Collector):
                 backpressure.add_metric([*labels, event], values[counter])
             for counter, kind in ERROR_KINDS.items():
                 errors.add_metric([*labels, kind], values[counter])
-        yield from (sockets_added, pairs, msgs, byts, fb_msgs, fb_bytes, backpressure, errors)
+        yield from (sockets_added, pairs, unpaired, msgs, byts, fb_msgs, fb_bytes, backpressure, errors)
 
         spliced = self._dp.spliced_sockets()
         yield GaugeMetricFamily(
