@@ -121,7 +121,7 @@ class FakeApi:
             return self._answer(200, obj)
         if method == "DELETE":
             del store[ns, name]
-            return self._answer(200, {"status": "Success"})
+            return self._answer(200, obj)  # as the API answers a delete: the object deleted
         return self._answer(405, {"message": method})
 
     @staticmethod

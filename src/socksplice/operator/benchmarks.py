@@ -6,7 +6,9 @@ selects them (label ``socksplice.io/benchmark``) and, once it is Ready, the *spl
 same workloads. Each workload gets its own server port (``BASE_PORT + index``) in the server Pod
 (one container per workload, ``sslg server --mode rr|sink``). The client prints one line per
 workload, ``RESULT <name> <sslg JSON>``, which ``parse_client_log`` reads back. ``advance`` is
-the state machine the kopf handler drives (``operator/handlers.py``).
+the state machine the kopf handler drives (``operator/handlers.py``). A run on a node that does
+not exist fails at once; one whose server Pod does not run, or whose SocketSplice does not become
+Ready, within ``startTimeoutSeconds`` fails with what it waited for.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ LABEL = f"{GROUP}/benchmark"
 ROLE_LABEL = f"{GROUP}/benchmark-role"
 BASE_PORT = 9400
 RESULT_PREFIX = "RESULT"
+START_TIMEOUT_SECONDS = 300
 
 
 class Phase(StrEnum):
@@ -55,6 +58,7 @@ class Benchmark:
     image: str
     duration: int = 10
     settle: int = 5
+    start_timeout: int = START_TIMEOUT_SECONDS
     workloads: tuple[Workload, ...] = ()
 
     def object_name(self, role: str) -> str:
@@ -87,6 +91,7 @@ def parse_benchmark(body: Mapping[str, Any]) -> Benchmark:
         image=str(spec["image"]),
         duration=int(spec.get("durationSeconds", 10)),
         settle=int(spec.get("settleSeconds", 5)),
+        start_timeout=int(spec.get("startTimeoutSeconds", START_TIMEOUT_SECONDS)),
         workloads=tuple(workloads),
     )
 
@@ -260,6 +265,24 @@ class Facts:
     splice_ready: bool | None = None
     plain_log: str = ""
     spliced_log: str = ""
+    node_exists: bool | None = None  # None: not looked up (only while Pending)
+    waited: float = 0.0
+    """Seconds the run has been in its current phase."""
+    server_waiting: str = ""
+    """Why the server Pod is not running yet (``pod_waiting``), when it is not."""
+
+
+def pod_waiting(status: Mapping[str, Any]) -> str:
+    """Why a Pod is not running, from its status: a waiting container's reason and message, or
+    an unmet condition's (``""`` when the status says nothing)."""
+    for c in status.get("containerStatuses") or []:
+        waiting = (c.get("state") or {}).get("waiting")
+        if waiting:
+            return ": ".join(str(v) for v in (waiting.get("reason"), waiting.get("message")) if v)
+    for cond in status.get("conditions") or []:
+        if cond.get("status") == "False" and (cond.get("reason") or cond.get("message")):
+            return ": ".join(str(v) for v in (cond.get("reason"), cond.get("message")) if v)
+    return ""
 
 
 @dataclass
@@ -285,7 +308,13 @@ def advance(b: Benchmark, status: Mapping[str, Any], facts: Facts) -> Step:
         return Step({})
     if facts.server_phase in ("Failed", "Succeeded"):
         return _fail(f"server pod {facts.server_phase.lower()}")
+    timed_out = facts.waited >= b.start_timeout
     if phase is Phase.PENDING:
+        if facts.node_exists is False:
+            return _fail(f"node {b.node} does not exist (spec.nodeName)")
+        if timed_out and facts.server_phase != "Running":
+            why = f": {facts.server_waiting}" if facts.server_waiting else ""
+            return _fail(f"server pod {b.object_name('server')} not running after {b.start_timeout}s{why}")
         if facts.server_phase is None:
             return Step({"phase": Phase.PENDING.value, "message": "starting the server"}, [server_pod(b)])
         if facts.server_phase == "Running" and facts.server_ip:
@@ -312,6 +341,11 @@ def advance(b: Benchmark, status: Mapping[str, Any], facts: Facts) -> Step:
             return Step(
                 {"phase": Phase.RUNNING_SPLICED.value, "message": "spliced run"},
                 [client_job(b, "spliced", facts.server_ip)],
+            )
+        if timed_out:
+            return _fail(
+                f"SocketSplice {b.object_name('splice')} not Ready after {b.start_timeout}s: "
+                f"is the socksplice agent running on {b.node}?"
             )
         return Step({})
     # RUNNING_SPLICED

@@ -172,7 +172,15 @@ def job_log(k: Kube, namespace: str, job: str) -> str:
     return k.pod_log(namespace, pods[0]["metadata"]["name"]) if pods else ""
 
 
-def observe(k: Kube, b: benchmarks.Benchmark, status: dict[str, Any]) -> benchmarks.Facts:
+def _seconds_since(stamp: Any, now: datetime) -> float:
+    """Seconds from an RFC 3339 status time to ``now`` (0 when there is none or it is malformed)."""
+    try:
+        return max(0.0, (now - datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))).total_seconds())
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def observe(k: Kube, b: benchmarks.Benchmark, status: dict[str, Any], now: datetime) -> benchmarks.Facts:
     server = (
         k.list_pods(b.namespace, labels=f"{benchmarks.LABEL}={b.name},{benchmarks.ROLE_LABEL}=server").get(
             "items"
@@ -189,6 +197,7 @@ def observe(k: Kube, b: benchmarks.Benchmark, status: dict[str, Any]) -> benchma
         conds = {c.get("type"): c.get("status") for c in st.get("conditions") or []}
         ready = conds.get(READY) == "True" and int(st.get("acceleratedPods") or 0) >= 1
     phase = status.get("phase")
+    pending = phase in (None, benchmarks.Phase.PENDING) and s_status.get("phase") != "Running"
     return benchmarks.Facts(
         server_phase=str(s_status.get("phase", "Pending")) if server else None,
         server_ip=str(s_status.get("podIP") or ""),
@@ -199,13 +208,21 @@ def observe(k: Kube, b: benchmarks.Benchmark, status: dict[str, Any]) -> benchma
         if plain_job == "Succeeded" and phase == benchmarks.Phase.RUNNING_PLAIN
         else "",
         spliced_log=job_log(k, b.namespace, b.object_name("spliced")) if spliced == "Succeeded" else "",
+        node_exists=(k.get_node(b.node) is not None) if pending else None,
+        waited=_seconds_since(status.get("phaseTime") or status.get("startTime"), now) if phase else 0.0,
+        server_waiting=benchmarks.pod_waiting(s_status),
     )
 
 
 _KIND_OF_ROLE = {"server": "Pod", "plain": "Job", "spliced": "Job", "splice": "SocketSplice"}
 
 
-@kopf.timer(GROUP, VERSION, benchmarks.PLURAL, interval=BENCHMARK_POLL_SECONDS)
+def benchmark_running(status: kopf.Status, **_: Any) -> bool:
+    """The step timer's filter: a run that has not ended (kopf stops the timer once it has)."""
+    return status.get("phase") not in (benchmarks.Phase.SUCCEEDED, benchmarks.Phase.FAILED)
+
+
+@kopf.timer(GROUP, VERSION, benchmarks.PLURAL, interval=BENCHMARK_POLL_SECONDS, when=benchmark_running)
 def benchmark_step(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     status = dict(body.get("status") or {})
     if status.get("phase") in (benchmarks.Phase.SUCCEEDED, benchmarks.Phase.FAILED):
@@ -219,7 +236,7 @@ def benchmark_step(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) ->
         return
     k = kube()
     try:
-        step = benchmarks.advance(b, status, observe(k, b, status))
+        step = benchmarks.advance(b, status, observe(k, b, status, datetime.now(UTC)))
         for obj in step.create:
             k.create(obj)
         for role in step.delete:
@@ -237,6 +254,7 @@ def benchmark_step(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) ->
     if update.get("phase") in (benchmarks.Phase.SUCCEEDED, benchmarks.Phase.FAILED):
         update["completionTime"] = now
     if update.get("phase") != status.get("phase"):
+        update["phaseTime"] = now
         log_fn = logger.warning if update.get("phase") == benchmarks.Phase.FAILED else logger.info
         log_fn(f"{update.get('phase')}: {update.get('message', '')}")
     patch.status.update(update)
