@@ -100,7 +100,8 @@ def test_cluster_mode_splices_a_pods_traffic(tmp_path: Path, pod_cgroup: tuple[P
             metrics_port=-1,
         )
         datapath = Datapath.load(settings.datapath)
-        source = ClusterSource(NODE, Locator(root), fns)
+        # the test's netns stands for the host's (a sandboxed test host may hide PID 1's)
+        source = ClusterSource(NODE, Locator(root, host_ns=Path("/proc/self/ns/net")), fns)
         sink = Published()
         try:
             (container / "cgroup.procs").write_text(str(holder.pid))

@@ -23,6 +23,9 @@ from tests.unit.fakeapi import FakeApi
 from tests.unit.fixtures import recorded as apifixtures
 
 UID = "6f1c2a3e-0d4b-4c8e-9a61-2b7f5e8d9c01"
+SELF_NETNS = Path("/proc/self/ns/net")
+"""The test's own netns stands for the host's: on a sandboxed test host even root may not read
+PID 1's (EACCES), and the locator then locates nothing (``test_an_unreadable_host_netns...``)."""
 
 
 def _locate_client(pod: Mapping[str, Any]) -> PodLocation | None:
@@ -122,6 +125,21 @@ def test_netns_skips_the_hosts(tmp_path: Path) -> None:
     assert locator.locate(pod) is None
 
 
+def test_an_unreadable_host_netns_locates_no_pod(tmp_path: Path) -> None:
+    """Fail closed: without /proc/1/ns/net (EACCES without SYS_PTRACE) no process can be proven
+    to be outside the host's netns, so the pod is not located, and the reason is kept."""
+    proc, cg = _proc_tree(tmp_path)
+    (proc / "1" / "ns" / "net").unlink()
+    (proc / "1" / "ns" / "net").symlink_to(proc / "1" / "ns" / "unreadable")
+    locator = Locator(cg, proc)
+    pod = apifixtures.items("pods.json")[0]
+    assert locator.locate(pod) is None
+    assert "the host's network namespace cannot be read" in locator.refused[UID]
+    assert str(proc / "1" / "ns" / "net") in locator.refused[UID]
+    locator.forget(set())
+    assert locator.refused == {}
+
+
 @pytest.mark.kernel
 def test_real_process_in_its_own_netns(tmp_path: Path) -> None:
     from socksplice.kernel import cgroup2
@@ -137,9 +155,9 @@ def test_real_process_in_its_own_netns(tmp_path: Path) -> None:
         while os.readlink(f"/proc/{proc.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
             assert time.monotonic() < deadline, "unshare did not enter a new netns"
             time.sleep(0.01)
-        found = netns_of(root, FsTree(root), pod_dir.relative_to(root))
+        found = netns_of(root, FsTree(root), pod_dir.relative_to(root), host_ns=SELF_NETNS)
         assert found == Path(f"/proc/{proc.pid}/ns/net")
-        location = Locator(root).locate(apifixtures.items("pods.json")[0])
+        location = Locator(root, host_ns=SELF_NETNS).locate(apifixtures.items("pods.json")[0])
         assert location == PodLocation(pod_dir, found)
     finally:
         proc.kill()
