@@ -136,7 +136,8 @@ def test_defaults_are_valid() -> None:
 
 def test_limits_match_the_parser() -> None:
     ports = SPEC_SCHEMA["properties"]["ports"]
-    assert (ports["minItems"], ports["maxItems"]) == (1, socketsplice.MAX_PORTS)
+    assert ports["maxItems"] == socketsplice.MAX_PORTS  # at least one: a CEL rule with a hint
+    assert [r["rule"] for r in ports["x-kubernetes-validations"]] == ["size(self) >= 1"]
     assert (ports["items"]["minimum"], ports["items"]["maximum"]) == (1, 65535)
     assert ports["x-kubernetes-list-type"] == "set"
     assert SPEC_SCHEMA["properties"]["mode"]["enum"] == [m.value for m in socketsplice.Mode]
@@ -326,3 +327,34 @@ def test_cel_rules_are_evaluated() -> None:
         ".spec.podSelector.matchExpressions[0].values: Invalid value: values must be non-empty when operator "
         "is In or NotIn; list at least one value"
     ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "says"),
+    [
+        (
+            {"podSelector": {"matchExpressions": [{"key": "bad key!", "operator": "Exists"}]}},
+            ".spec.podSelector.matchExpressions[0].key",
+            "a label key is [prefix/]name",
+        ),
+        (
+            {"podSelector": {"matchLabels": {"app": "my app"}}},
+            ".spec.podSelector.matchLabels[app]",
+            "a label value is empty or at most 63 characters",
+        ),
+        (
+            {"podSelector": {"matchExpressions": [{"key": "a", "operator": "In", "values": ["not ok"]}]}},
+            ".spec.podSelector.matchExpressions[0].values[0]",
+            "a label value is empty or at most 63 characters",
+        ),
+        ({"podSelector": {}, "ports": []}, ".spec.ports", "omit ports to mean every port"),
+    ],
+)
+def test_api_messages_say_what_is_valid(spec: dict[str, Any], path: str, says: str) -> None:
+    """The API's message explains the rule (a CEL message), not a raw regex or a bare count."""
+    if not HAVE_CEL:
+        pytest.skip("cel-python is not installed")
+    errors = api_errors({**BASE, "spec": spec})
+    assert errors, spec
+    assert all("should match" not in e and "should have at least" not in e for e in errors), errors
+    assert any(e.startswith(f"{path}: Invalid value: ") and says in e for e in errors), errors
