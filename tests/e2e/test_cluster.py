@@ -75,6 +75,19 @@ def test_selected_pods_are_spliced(cluster: Cluster, namespace: str, agent: str,
     assert status["observedGeneration"] == 1
     assert [n["name"] for n in status["nodes"]] == [agent]
     assert _condition(_splice(cluster, namespace, "e2e"), "Degraded")["status"] == "False"
+    # the condition change was posted as an Event on the SocketSplice (kubectl describe shows it)
+    events = wait_for(
+        "an Event for Ready=True on the SocketSplice",
+        lambda: [
+            e
+            for e in cluster.core.list_namespaced_event(
+                namespace, field_selector="involvedObject.kind=SocketSplice,involvedObject.name=e2e"
+            ).items
+            if e.reason == "Status" and (e.message or "").startswith("Ready=True")
+        ],
+        timeout=30,
+    )
+    assert events[0].type == "Normal"
 
     # the client is selected too; it waits so that the agent attaches before it connects
     client_args = [
