@@ -1,38 +1,48 @@
 # syntax=docker/dockerfile:1
 # One image, both roles: `socksplice agent` (root, capabilities from the chart) and
 # `socksplice operator` (non-root, the default user). Both stages run scripts/install.sh, the
-# same steps as the README's install, so the image and a developer machine never drift apart:
-#   build    runs every step: system packages, the virtual environment, the C load generators.
-#   runtime  starts clean, takes the finished /opt/socksplice from build, and runs the script
-#            again: its package step installs the same package list, while the venv and load
-#            generator steps find their work done (install.sh is idempotent) and skip it.
-# Build: docker build -t socksplice/socksplice:dev .
+# same steps as the README's install, each with its own package list from that script:
+#   build    SOCKSPLICE_STAGE=build: runtime and build packages (APT_PACKAGES and
+#            APT_BUILD_PACKAGES: venv, C toolchain, packaged kernel headers), the virtual
+#            environment (a normal, non-editable install), the C load generators, and one copy
+#            of the packaged kernel headers in /opt/socksplice/kernel-headers.
+#   runtime  SOCKSPLICE_STAGE=runtime: the runtime packages only (no compiler: bcc compiles
+#            BPF C with its own clang in libbcc), and from build just the venv, the load
+#            generator and the headers copy.
+# Build: scripts/image-build.sh (podman or docker; the Makefile target `image`), or
+#        docker build -t socksplice/socksplice:dev .
 
 ARG BASE=debian:12-slim
 
 FROM ${BASE} AS build
 ENV DEBIAN_FRONTEND=noninteractive
+# pip's CA bundle during the build only (scripts/image-build.sh mounts the host's); unset by default.
+ARG PIP_CERT
 WORKDIR /opt/socksplice
 COPY pyproject.toml README.md ./
 COPY scripts/install.sh scripts/install.sh
 COPY loadgen/ loadgen/
 COPY src/ src/
-RUN SOCKSPLICE_DEV=0 SOCKSPLICE_VENV=/opt/socksplice/.venv bash scripts/install.sh \
- && rm -rf /root/.cache /var/lib/apt/lists/*
+RUN SOCKSPLICE_STAGE=build SOCKSPLICE_DEV=0 SOCKSPLICE_VENV=/opt/socksplice/.venv bash scripts/install.sh \
+ && rm -rf /root/.cache /var/lib/apt/lists/* \
+ && /opt/socksplice/.venv/bin/python -m pip uninstall -q -y pip setuptools \
+ && find /opt/socksplice/.venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${BASE} AS runtime
 ENV DEBIAN_FRONTEND=noninteractive
-COPY --from=build /opt/socksplice /opt/socksplice
 WORKDIR /opt/socksplice
-# The chart mounts the node's /usr/src over the image's; a copy of the packaged headers (the
-# fallback when the node has none) stays where that mount does not hide it.
-RUN SOCKSPLICE_DEV=0 SOCKSPLICE_VENV=/opt/socksplice/.venv bash scripts/install.sh \
- && rm -rf /root/.cache /var/lib/apt/lists/* \
- && mkdir -p /opt/socksplice/kernel-headers \
- && cp -a /usr/src/linux-headers-* /opt/socksplice/kernel-headers/ \
+COPY scripts/install.sh scripts/install.sh
+# No translations, manuals or package docs from the packages installed here.
+RUN printf 'path-exclude=/usr/share/%s/*\n' locale man doc info >/etc/dpkg/dpkg.cfg.d/01-socksplice-slim \
+ && SOCKSPLICE_STAGE=runtime SOCKSPLICE_DEV=0 bash scripts/install.sh \
+ && rm -rf /root/.cache /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && groupadd --gid 65532 socksplice \
  && useradd --uid 65532 --gid 65532 --no-create-home --shell /usr/sbin/nologin socksplice
-ENV PATH=/opt/socksplice/.venv/bin:/opt/socksplice/loadgen/bin:$PATH \
+# The chart mounts the node's /usr/src over the image's; the packaged headers (the fallback
+# when the node has none) live where that mount does not hide them.
+COPY --from=build /opt/socksplice/.venv /opt/socksplice/.venv
+COPY --from=build /opt/socksplice/kernel-headers /opt/socksplice/kernel-headers
+ENV PATH=/opt/socksplice/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # The operator and the hooks run as this user; the agent's pod sets runAsUser: 0.

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install matrix-install demo test check bench conformance-full kernel-matrix e2e clean
+.PHONY: install matrix-install demo test check bench conformance-full kernel-matrix e2e clean image-install image image-test
 
 install:
 	bash scripts/install.sh
@@ -35,6 +35,16 @@ bench: install
 
 e2e: install
 	$(BIN)/python -m pytest tests/e2e --with-e2e $(PYTEST_ARGS)
+
+# The container image (podman from Debian, or docker): opt-in, not part of `test` (README, "Image").
+image-install:
+	bash scripts/image-install.sh
+
+image: image-install
+	bash scripts/image-build.sh
+
+image-test: install image
+	bash scripts/image-test.sh
 
 clean:
 	rm -rf $(VENV) loadgen/bin

@@ -7,20 +7,31 @@
 #   scripts/install.sh            # system packages + venv + load generators
 #   SOCKSPLICE_SKIP_APT=1 ...     # skip apt (packages already present)
 #   SOCKSPLICE_DEV=0 ...          # runtime only: no test tools (the container image)
+#   SOCKSPLICE_STAGE=build ...    # the image's build stage: everything, plus the kernel headers
+#                                 #   copied to $SOCKSPLICE_HEADERS_COPY (runtime stage's fallback)
+#   SOCKSPLICE_STAGE=runtime ...  # the image's runtime stage: the runtime packages only; the
+#                                 #   venv and load generators come from the build stage
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SOCKSPLICE_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 
-# The one list of system packages; the Dockerfile calls this script so both stay in step.
+# The lists of system packages; the Dockerfile calls this script so both stay in step.
+# What the commands need to run (bcc compiles BPF C with its own clang/LLVM in libbcc: no gcc):
 APT_PACKAGES=(
-  python3-venv                        # the virtual environment (python3 itself comes with bcc)
-  python3-bpfcc libbpfcc bpftool      # bcc runtime and its Python binding
-  linux-headers-amd64                 # packaged kernel headers, the fallback when the kernel has none
+  python3-bpfcc libbpfcc bpftool      # bcc runtime and its Python binding (python3 comes with it)
   iproute2 iptables                   # netns, veth, bridges, DNAT for local mode
-  gcc make libc6-dev                  # C load generators
+  procps                              # sysctl (the demo and local mode set net.* sysctls)
   sockperf iperf3                     # standard benchmark tools
+)
+# What building needs: the venv, the C load generators, the packaged kernel headers (the
+# fallback when the kernel has none; linux-headers-amd64 pulls gcc in, so the image's runtime
+# stage takes a copy of the headers instead of the package).
+APT_BUILD_PACKAGES=(
+  python3-venv                        # the virtual environment
+  gcc make libc6-dev                  # C load generators
+  linux-headers-amd64                 # packaged kernel headers
 )
 # Only for tests (SOCKSPLICE_DEV=1, the default): the image does not carry them.
 APT_DEV_PACKAGES=(
@@ -37,12 +48,16 @@ APT_DEV_PACKAGES=(
 # units of packages installed by this run are touched: a machine's own nginx keeps its service.
 declare -A SERVICE_UNITS=([nginx]=nginx [redis-server]=redis-server [prometheus]=prometheus)
 DEV="${SOCKSPLICE_DEV:-1}"
+STAGE="${SOCKSPLICE_STAGE:-all}"
+HEADERS_COPY="${SOCKSPLICE_HEADERS_COPY:-/opt/socksplice/kernel-headers}"
+case "$STAGE" in all|build|runtime) ;; *) echo "install: SOCKSPLICE_STAGE must be all, build or runtime" >&2; exit 2;; esac
 
 log() { printf 'install: %s\n' "$*" >&2; }
 
 install_apt() {
   if [[ "${SOCKSPLICE_SKIP_APT:-0}" == 1 ]]; then log "apt: skipped (SOCKSPLICE_SKIP_APT=1)"; return; fi
   local missing=() wanted=("${APT_PACKAGES[@]}")
+  [[ "$STAGE" != runtime ]] && wanted+=("${APT_BUILD_PACKAGES[@]}")
   [[ "$DEV" == 1 ]] && wanted+=("${APT_DEV_PACKAGES[@]}")
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -108,7 +123,24 @@ build_loadgen() {
   install -m 755 "$ROOT/loadgen/bin/sslg" "$VENV/bin/sslg"
 }
 
+# The runtime stage's fallback headers: one copy of the packaged trees, outside /usr/src (the
+# chart mounts the node's /usr/src over the image's).
+copy_headers() {
+  log "headers: copying /usr/src/linux-headers-* to $HEADERS_COPY"
+  rm -rf "$HEADERS_COPY"
+  mkdir -p "$HEADERS_COPY"
+  cp -a /usr/src/linux-headers-* "$HEADERS_COPY/"
+  # bcc includes only this machine's architecture: the other architectures' trees go.
+  local arch
+  for arch in "$HEADERS_COPY"/linux-headers-*-common/arch/*; do
+    [[ "$(basename "$arch")" == x86 ]] || rm -rf "$arch"
+  done
+}
+
 install_apt
-install_venv
-build_loadgen
+if [[ "$STAGE" != runtime ]]; then
+  install_venv
+  build_loadgen
+fi
+if [[ "$STAGE" == build ]]; then copy_headers; fi
 log "done"

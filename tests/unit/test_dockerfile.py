@@ -59,12 +59,17 @@ def stages() -> list[Stage]:
     return result
 
 
-def apt_packages() -> set[str]:
+def apt_list(name: str) -> set[str]:
     text = INSTALL.read_text()
-    block = re.search(r"^APT_PACKAGES=\((.*?)^\)", text, re.S | re.M)
-    assert block, "APT_PACKAGES=( ... ) not found in install.sh"
+    block = re.search(rf"^{name}=\((.*?)^\)", text, re.S | re.M)
+    assert block, f"{name}=( ... ) not found in install.sh"
     words = [line.split("#", 1)[0].split() for line in block.group(1).splitlines()]
     return {w for ws in words for w in ws}
+
+
+def apt_packages() -> set[str]:
+    """Every package an image stage installs: the runtime list and the build list."""
+    return apt_list("APT_PACKAGES") | apt_list("APT_BUILD_PACKAGES")
 
 
 def dockerfile_apt_installs() -> set[str]:
@@ -96,6 +101,35 @@ def test_no_second_package_list() -> None:
     text = DOCKERFILE.read_text()
     for pkg in listed:
         assert not re.search(rf"(?<![\w-]){re.escape(pkg)}(?![\w-])", text), f"{pkg} named in the Dockerfile"
+
+
+def test_runtime_packages_carry_no_toolchain_and_the_tools_the_commands_run() -> None:
+    runtime = apt_list("APT_PACKAGES")
+    assert {"procps", "iproute2", "iptables", "python3-bpfcc"} <= runtime  # sysctl, ip, iptables, bcc
+    toolchain = {"gcc", "make", "libc6-dev", "binutils", "clang", "linux-headers-amd64"}
+    assert not runtime & toolchain, "the runtime stage carries no compiler (bcc has its own clang)"
+    assert toolchain - {"binutils", "clang"} <= apt_list("APT_BUILD_PACKAGES")
+
+
+def stage_setting(stage: Stage, name: str) -> str | None:
+    for run in stage.args("RUN"):
+        m = re.search(rf"\b{name}=(\S+)", run)
+        if m:
+            return m.group(1)
+    return None
+
+
+def test_each_stage_runs_its_own_part_of_the_script() -> None:
+    build, runtime = stages()[0], stages()[-1]
+    assert stage_setting(build, "SOCKSPLICE_STAGE") == "build"
+    assert stage_setting(runtime, "SOCKSPLICE_STAGE") == "runtime"
+    copied = runtime.args("COPY")
+    assert "--from=build /opt/socksplice/kernel-headers /opt/socksplice/kernel-headers" in copied
+    assert not any("/usr/src" in c for c in copied), "the headers are kept once, in /opt"
+    script = INSTALL.read_text()
+    assert "/opt/socksplice/kernel-headers" in script
+    headers_module = ROOT / "src" / "socksplice" / "bpf" / "headers.py"
+    assert "/opt/socksplice/kernel-headers" in headers_module.read_text()
 
 
 def test_bootstrap_is_only_what_the_script_assumes() -> None:
