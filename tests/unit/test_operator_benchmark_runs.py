@@ -7,6 +7,7 @@ filter is matched by kopf's own registry, as kopf does before it spawns or stops
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 import kopf
 import pytest
 from kopf._cogs.structs.references import Resource
+from kopf._core.engines import posting
 from kopf._core.intents import causes
 
 from socksplice.api.status import timestamp
@@ -38,10 +40,27 @@ def api() -> Any:
     handlers._kube = None
 
 
-def _step(body: dict[str, Any]) -> dict[str, Any]:
-    patch = kopf.Patch()
-    handlers.benchmark_step(body=kopf.Body(body), patch=patch, logger=logging.getLogger("test"))  # type: ignore[arg-type]
-    return dict(patch.get("status") or {})
+def _step(body: dict[str, Any], events: list[posting.K8sEvent] | None = None) -> dict[str, Any]:
+    """One step as kopf runs the sync timer: in a thread, with kopf's Event queue and settings."""
+
+    async def run() -> dict[str, Any]:
+        queue: asyncio.Queue[posting.K8sEvent] = asyncio.Queue()
+        posting.event_queue_var.set(queue)
+        posting.event_queue_loop_var.set(asyncio.get_running_loop())
+        posting.settings_var.set(kopf.OperatorSettings())
+        patch = kopf.Patch()
+        await asyncio.to_thread(
+            handlers.benchmark_step,
+            body=kopf.Body(body),  # type: ignore[arg-type]
+            patch=patch,
+            logger=logging.getLogger("test"),
+        )
+        await asyncio.sleep(0)  # the thread's Events are queued through the loop
+        if events is not None:
+            events.extend(queue.get_nowait() for _ in range(queue.qsize()))
+        return dict(patch.get("status") or {})
+
+    return asyncio.run(run())
 
 
 def _ago(seconds: float) -> str:
@@ -51,9 +70,13 @@ def _ago(seconds: float) -> str:
 def test_a_run_on_a_node_that_does_not_exist_fails_at_once(api: FakeApi) -> None:
     body = copy.deepcopy(BODY)
     body["spec"]["nodeName"] = "nowhere"
-    status = _step(body)
+    events: list[posting.K8sEvent] = []
+    status = _step(body, events)
     assert status["phase"] == Phase.FAILED
     assert status["message"] == "node nowhere does not exist (spec.nodeName)"
+    assert [(e.type, e.reason, e.message, e.ref["name"]) for e in events] == [
+        ("Warning", "Phase", "Failed: node nowhere does not exist (spec.nodeName)", "ab")
+    ]
     assert ("POST", "/api/v1/namespaces/bench/pods") not in api.requests
 
 

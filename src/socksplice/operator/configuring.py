@@ -25,6 +25,7 @@ def configure(settings: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PREFIX, key=DIFFBASE_KEY, ignored_fields=["status"]
     )
-    settings.posting.level = 20  # logging.INFO: object logs of INFO and above become Events
+    # logging.INFO: kopf.info and kopf.warn post Events; object log lines do not (posting.loggers is off)
+    settings.posting.level = 20
     settings.watching.server_timeout = 300
     settings.peering.standalone = True

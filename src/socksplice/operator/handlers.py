@@ -255,6 +255,8 @@ def benchmark_step(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) ->
         update["completionTime"] = now
     if update.get("phase") != status.get("phase"):
         update["phaseTime"] = now
-        log_fn = logger.warning if update.get("phase") == benchmarks.Phase.FAILED else logger.info
-        log_fn(f"{update.get('phase')}: {update.get('message', '')}")
+        failed = update.get("phase") == benchmarks.Phase.FAILED
+        line = f"{update.get('phase')}: {update.get('message', '')}"
+        (kopf.warn if failed else kopf.info)(body, reason="Phase", message=line)
+        (logger.warning if failed else logger.info)(line)
     patch.status.update(update)
