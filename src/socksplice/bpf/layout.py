@@ -12,7 +12,7 @@ import ctypes
 from dataclasses import dataclass
 from typing import ClassVar
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 """Names the pin directory (``<pin_root>/<name>/v<LAYOUT_VERSION>``); bumped with every ABI change."""
 MAX_PORTS = 16
 

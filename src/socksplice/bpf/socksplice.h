@@ -26,7 +26,7 @@
 
 /* ---- ABI: shared with the agent and with other builds over the same pins ------------------- */
 
-#define SS_LAYOUT_VERSION 3
+#define SS_LAYOUT_VERSION 4
 
 #define SS_MAX_PORTS 16
 
@@ -96,6 +96,8 @@ struct ss_sock_state {
 	__u64 peer_sk; /* the peer's struct sock, 0 until paired */
 	__u32 flags;
 	__u32 policy_slot;
+	__u32 unchecked; /* bytes redirected since the peer's backlog was last read (sk_msg.c) */
+	__u32 pad;
 };
 
 /* What the second end of a pair tells the first (peer_of, keyed by the first end's cookie). */
@@ -163,6 +165,7 @@ enum ss_counter {
 #ifndef SS_MAX_POLICIES
 #define SS_MAX_POLICIES 256
 #endif
+#define SS_CHECK_EVERY (64 << 10) /* backpressure: bytes between looks at the peer's backlog */
 #ifndef SS_UNREAD_LIMIT
 #define SS_UNREAD_LIMIT (4 << 20)
 #endif
