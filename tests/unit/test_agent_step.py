@@ -3,6 +3,7 @@ per change, the status it publishes (one shape for status.json and a SpliceNode)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -117,3 +118,15 @@ def test_an_attach_error_is_not_ready_and_reported(tmp_path: Path) -> None:
     assert not agent.ready() and "demo/a" in agent.last_error
     status = agent.status().to_dict()
     assert status["conditions"][0]["reason"] == "ReconcileFailed"
+
+
+def test_a_pod_a_guard_refused_to_locate_is_named_in_the_status(tmp_path: Path) -> None:
+    snap = snapshot([pod("a"), pod("b")], [splice("s")], root=tmp_path)
+    refused = "the host's network namespace cannot be read (/proc/1/ns/net: Permission denied)"
+    located = {k: v for k, v in snap.locations.items() if k != "demo/b"}
+    agent = make(tmp_path, dataclasses.replace(snap, locations=located, unlocated=(("demo/b", refused),)))
+    report = agent.step(force=True)
+    assert report is not None and report.attached == ["demo/a"]
+    status = agent.status()
+    assert f"demo/b: {refused}" in status.last_error
+    assert status.to_dict()["lastError"] == status.last_error

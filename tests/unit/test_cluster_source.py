@@ -140,6 +140,20 @@ def test_an_unreadable_host_netns_locates_no_pod(tmp_path: Path) -> None:
     assert locator.refused == {}
 
 
+def test_a_pod_refused_by_the_host_netns_guard_is_named_in_the_snapshot(tmp_path: Path) -> None:
+    """The reason reaches the agent (and from it the SpliceNode's lastError), not only the log."""
+    proc, cg = _proc_tree(tmp_path)
+    (proc / "1" / "ns" / "net").unlink()
+    (proc / "1" / "ns" / "net").symlink_to(proc / "1" / "ns" / "unreadable")
+    source = ClusterSource("node-a", Locator(cg, proc))
+    source.pods.relist(apifixtures.load("pods.json"))
+    source.splices.relist(apifixtures.load("socketsplices.json"))
+    snap = source.snapshot()
+    assert snap.locations == {}
+    assert [key for key, _ in snap.unlocated] == ["demo/client"]
+    assert "the host's network namespace cannot be read" in dict(snap.unlocated)["demo/client"]
+
+
 @pytest.mark.kernel
 def test_real_process_in_its_own_netns(tmp_path: Path) -> None:
     from socksplice.kernel import cgroup2

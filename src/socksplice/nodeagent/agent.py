@@ -160,7 +160,8 @@ class Agent:
         for result, n in report.attach_results.items():
             self.stats.attach_results[result] = self.stats.attach_results.get(result, 0) + n
         self.stats.attached_pods = len(self.reconciler.applied)
-        self.last_error = "; ".join(f"{k}: {v}" for k, v in sorted(report.errors.items()))
+        problems = {**dict(snapshot.unlocated), **report.errors}
+        self.last_error = "; ".join(f"{k}: {v}" for k, v in sorted(problems.items()))
         self.last_report = report
         self._last_fingerprint, self._last_reconcile = fp, time.monotonic()
         self._ready = not report.errors

@@ -24,10 +24,20 @@ class Snapshot:
     splices: tuple[SocketSplice, ...]
     locations: Mapping[str, PodLocation]
     errors: tuple[InvalidSpec, ...] = ()
+    unlocated: tuple[tuple[str, str], ...] = ()
+    """Planned pods (``namespace/name``) a fail-closed guard refused to locate, with the reason
+    (for example: this node's own network namespace cannot be read, so a pod in it could not be
+    told apart). They are not attached; the reason goes into the node's status."""
 
     def fingerprint(self) -> int:
         return hash(
-            (self.pods, self.splices, tuple(sorted(self.locations.items())), tuple(map(str, self.errors)))
+            (
+                self.pods,
+                self.splices,
+                tuple(sorted(self.locations.items())),
+                tuple(map(str, self.errors)),
+                self.unlocated,
+            )
         )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from socksplice.api.planning import PodPlan, plan
@@ -181,4 +181,12 @@ class ClusterSource:
             pods, splices = list(self.pods.objects.values()), list(self.splices.objects.values())
             self._parsed = (version, parse_objects(self.node, pods, splices))
             self.locator.forget({str((p.get("metadata") or {}).get("uid")) for p in pods})
-        return locate_planned(self._parsed[1], self.locator.locate)
+        snapshot = locate_planned(self._parsed[1], self.locator.locate)
+        refused = self.locator.refused
+        unlocated = tuple(
+            (key, refused[uid])
+            for key, obj in sorted(self._parsed[1].objects.items())
+            if key in self._parsed[1].plans
+            and (uid := str((obj.get("metadata") or {}).get("uid"))) in refused
+        )
+        return replace(snapshot, unlocated=unlocated) if unlocated else snapshot
