@@ -274,4 +274,7 @@ class Agent:
         self.step(force=True)
         while not stop.wait(self.settings.poll_interval):
             self.step()
-        log.info("agent: stopped; programs stay attached and maps pinned (spliced traffic continues)")
+        if self.drain_report is not None:
+            log.info("agent: stopped after a drain: programs detached, pins removed (%s)", self.last_error)
+        else:
+            log.info("agent: stopped; programs stay attached and maps pinned (spliced traffic continues)")
