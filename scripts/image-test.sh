@@ -19,6 +19,7 @@ HOST_PY="${SOCKSPLICE_HOST_PYTHON:-$ROOT/.venv/bin/python}"
 LOCAL_DIR=/run/socksplice/local/imagetest
 PIN_NAME=socksplice-imagetest
 NAME=socksplice-imagetest-agent
+STATE_DIR=/run/socksplice/imagetest-agent
 
 log() { printf 'image-test: %s\n' "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
@@ -38,7 +39,7 @@ log "capabilities from the chart: ${CAPS[*]}"
 cleanup() {
   "$ENGINE" rm -f "$NAME" >/dev/null 2>&1 || true
   "$ROOT/.venv/bin/socksplice" local down --dir "$LOCAL_DIR" >/dev/null 2>&1 || true
-  rm -rf "/sys/fs/bpf/$PIN_NAME"
+  rm -rf "/sys/fs/bpf/$PIN_NAME" "$STATE_DIR"
 }
 trap cleanup EXIT
 mkdir -p /run/socksplice
@@ -52,7 +53,8 @@ log "agent: two local pods, the agent in the image"
 "$ROOT/.venv/bin/socksplice" local up --dir "$LOCAL_DIR" >/dev/null
 "$ROOT/.venv/bin/socksplice" local apply --dir "$LOCAL_DIR" -f "$ROOT/src/socksplice/tools/demo/socketsplice.yaml" >/dev/null
 "$ENGINE" run -d --name "$NAME" "${FLAGS[@]}" "${AS_CHART[@]}" "${LOCAL_PODS[@]}" "$IMAGE" \
-  agent --local "$LOCAL_DIR" --bpffs /sys/fs/bpf --pin-name "$PIN_NAME" --metrics-port -1 >/dev/null
+  agent --local "$LOCAL_DIR" --state-dir "$STATE_DIR" --bpffs /sys/fs/bpf --pin-name "$PIN_NAME" \
+  --metrics-port -1 >/dev/null
 status="$LOCAL_DIR/status.json"
 server_ip="$("$HOST_PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print([p["ipv4"] for p in d["cluster"]["pods"] if p["name"]=="server"][0])' "$LOCAL_DIR/topology.json")"
 for _ in $(seq 120); do
@@ -61,9 +63,9 @@ for _ in $(seq 120); do
   sleep 1
 done
 sleep 3
-"$ROOT/.venv/bin/socksplice" local exec server -n demo --dir "$LOCAL_DIR" -- iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+"$ROOT/.venv/bin/socksplice" local exec --dir "$LOCAL_DIR" -n demo server -- iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
 sleep 1
-"$ROOT/.venv/bin/socksplice" local exec client -n demo --dir "$LOCAL_DIR" -- iperf3 -c "$server_ip" -p 5201 -t 2 >/dev/null \
+"$ROOT/.venv/bin/socksplice" local exec --dir "$LOCAL_DIR" -n demo client -- iperf3 -c "$server_ip" -p 5201 -t 2 >/dev/null \
   || { "$ENGINE" logs "$NAME" >&2; fail "iperf3 between the pods"; }
 wait
 sleep 3
@@ -86,12 +88,15 @@ if ! ((redirected > 0)); then "$ENGINE" logs "$NAME" >&2; cat "$status" >&2; fai
 "$ENGINE" stop -t 30 "$NAME" >/dev/null
 "$ENGINE" logs "$NAME" 2>&1 | tail -3 >&2
 "$ENGINE" rm "$NAME" >/dev/null
-"$ROOT/.venv/bin/socksplice" agent-drain --bpffs /sys/fs/bpf --pin-name "$PIN_NAME" >/dev/null 2>&1 || true
+log "agent-drain in the image: detach, wait for spliced sockets, unpin"
+"$ENGINE" run --rm "${FLAGS[@]}" "${AS_CHART[@]}" "$IMAGE" \
+  agent-drain --state-dir "$STATE_DIR" --bpffs /sys/fs/bpf --pin-name "$PIN_NAME" --timeout 30 >&2 \
+  || fail "agent-drain"
 "$ROOT/.venv/bin/socksplice" local down --dir "$LOCAL_DIR" >/dev/null
 t2=$(date +%s)
 
 log "demo in the image (privileged: it builds its own netns pods and cgroups)"
-"$ENGINE" run --rm "${FLAGS[@]}" --privileged --user 0:0 --pid host -v /sys/fs/bpf:/sys/fs/bpf \
+"$ENGINE" run --rm "${FLAGS[@]}" --privileged --user 0:0 --pid host -v /sys/fs/cgroup:/sys/fs/cgroup -v /sys/fs/bpf:/sys/fs/bpf \
   -v /run/socksplice:/run/socksplice "$IMAGE" demo --quick --repeats 1 || fail "demo"
 t3=$(date +%s)
 
