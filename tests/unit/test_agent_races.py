@@ -4,6 +4,7 @@ and a failed detach."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -163,3 +164,37 @@ def test_a_failed_detach_is_kept_retried_and_seen_by_the_drain(tmp_path: Path) -
     report = rec.reconcile([])  # a later reconcile retries
     assert report.detached == ["demo/a"] and not report.errors
     assert dp.attached == set() and dp.pods == {} and rec.applied == {}
+
+
+class Published:
+    def __init__(self) -> None:
+        self.statuses: list[Any] = []
+
+    def publish(self, status: Any) -> None:
+        self.statuses.append(status)
+
+
+def test_after_a_drain_the_status_keeps_coming_and_says_drained(tmp_path: Path) -> None:
+    """A drained agent is not silent (its heartbeat goes on), its SpliceNode says Drained with no
+    pod attached, and /readyz is false."""
+    api, dp, sink = SpliceNodeApi(), FakeDatapath(), Published()
+    reqs = dr.DrainRequests("node-a", api.get, api.patch_status)
+    reqs.check()
+    source = GatedSource(reqs, snapshot([pod("a"), pod("b")], [splice("s")], root=tmp_path))
+    s = dataclasses.replace(settings(tmp_path), status_interval=0.0)
+    agent = Agent(s, source, dp, sink, drains=reqs)
+    agent.step(force=True)
+    assert sink.statuses[-1].to_dict()["attachedPods"] == 2
+    api.request()
+    reqs.check()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and api.phases()[-1:] != ["Drained"]:
+        agent.step()
+    before = len(sink.statuses)
+    agent.step()
+    agent.step()
+    assert len(sink.statuses) >= before + 2  # the heartbeat goes on
+    last = sink.statuses[-1].to_dict()
+    assert last["attachedPods"] == 0 and last["pods"] == []
+    assert last["conditions"][0]["status"] == "False" and last["conditions"][0]["reason"] == "Drained"
+    assert agent.stats.attached_pods == 0 and not agent.ready()

@@ -124,6 +124,8 @@ class NodeStatus:
     """Present hazards only."""
     manifest_errors: tuple[str, ...] = ()
     last_error: str = ""
+    drain_phase: str = ""
+    """``Draining`` or ``Drained`` from a drain request on (the node attaches nothing then)."""
 
     @property
     def attached_pods(self) -> int:
@@ -137,6 +139,8 @@ class NodeStatus:
         fatal = [c.name for c in self.doctor if c.severity == "fatal"]
         if fatal:
             return "False", "KernelUnsupported", "failed checks: " + ", ".join(fatal)
+        if self.drain_phase:
+            return "False", self.drain_phase, f"{self.last_error}; {self.attached_pods} pods attached"
         if self.last_error:
             return "False", "ReconcileFailed", self.last_error
         return "True", "Reconciled", f"{self.attached_pods} pods attached"

@@ -135,6 +135,12 @@ class Agent:
         From a drain request on, drive the drain instead (a bounded look per step)."""
         self._heartbeat = time.monotonic()
         if self._drain_step():
+            # Keep publishing (the heartbeat): a drained node says it is drained, not silent.
+            if (
+                self.sink is not None
+                and time.monotonic() - self._last_publish >= self.settings.status_interval
+            ):
+                self._publish()
             return None
         try:
             snapshot = self.source.snapshot()
@@ -203,6 +209,7 @@ class Agent:
         log.warning("drain: %s: %s", status.phase, status.message)
         self.drain_report = report if report is not None else DrainReport(errors=(error,))
         self._drain, self.last_error = None, DRAINED
+        self.stats.attached_pods = len(self.reconciler.applied)
         if self.drains is not None:
             self.drains.report(status)
 
@@ -249,6 +256,7 @@ class Agent:
             adopted=self.datapath.adopted,
             manifest_errors=tuple(str(e) for e in (snapshot.errors if snapshot else ())),
             last_error=self.last_error,
+            drain_phase=("Drained" if self.drain_report is not None else "Draining") if self.draining else "",
         )
 
     # --- running ----------------------------------------------------------------------------
