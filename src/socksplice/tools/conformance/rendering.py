@@ -27,6 +27,9 @@ KNOWN_CAUSES: dict[str, str] = {  # SpliceRelaxedReceive only
     "so-rcvlowat": "tcp_bpf_recvmsg ignores SO_RCVLOWAT",
     "splice-to-pipe": "tcp_splice_read reads sk_receive_queue only; redirected bytes wait in the "
     "psock, invisible to splice(2), which makes no progress",
+    "full-duplex": "tcp_bpf_recvmsg → tcp_msg_wait_data: once backpressure moved the writer's "
+    "direction to TCP, the ACKs and window updates of its sends wake the same socket's blocked "
+    "reader without data, and the blocking recv returns -EAGAIN",
     "fionread": "kernels without tcp_bpf_ioctl (seen on Debian 6.1; 6.12 and 6.18 have it): "
     "FIONREAD/SIOCINQ goes to tcp_ioctl, which counts sk_receive_queue only, so redirected bytes "
     "read as 0",
