@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from streamcheck import STRIDE, raise_nofile, stream_pool
+from streamcheck import STRIDE, listener, raise_nofile, stream_pool
 
 WRITE = 65536
 READ = 65536
@@ -48,16 +48,7 @@ class Reader:
 def serve(port: int, bind: str, conns: int, nbytes: int, rate: float) -> None:
     raise_nofile(conns + 64)
     pool = memoryview(stream_pool(conns, nbytes))
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    ls = socket.socket(family, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-        ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    ls.bind((bind, port))
-    ls.listen(1024)
-    ls.setblocking(False)
-    sel = selectors.DefaultSelector()
-    sel.register(ls, selectors.EVENT_READ, None)
+    ls, sel = listener(port, bind, 1024)
     print("READY", flush=True)
     readers: list[Reader] = []
     finished = bytes_ok = mismatches = errors = accepted = 0

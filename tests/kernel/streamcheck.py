@@ -81,18 +81,24 @@ class Echo:
         self.pending = memoryview(b"")
 
 
-def serve(port: int, bind: str) -> None:
-    raise_nofile(1 << 14)
+def listener(port: int, bind: str, backlog: int = 4096) -> tuple[socket.socket, selectors.BaseSelector]:
+    """A non-blocking listener (dual-stack for an IPv6 address) registered in a new selector."""
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     ls = socket.socket(family, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if family == socket.AF_INET6:
         ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     ls.bind((bind, port))
-    ls.listen(4096)
+    ls.listen(backlog)
     ls.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(ls, selectors.EVENT_READ, None)
+    return ls, sel
+
+
+def serve(port: int, bind: str) -> None:
+    raise_nofile(1 << 14)
+    ls, sel = listener(port, bind)
     counts = {"errors": 0}
     print("READY", flush=True)
 
