@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from socksplice.bpf.loader import Datapath, DatapathSettings
+from socksplice.errors import KernelError
 from tests.kernel.splicing import SpliceEnv, echo_server, run_clients, splice_yaml
 
 pytestmark = pytest.mark.kernel
@@ -148,3 +152,12 @@ def test_agent_attaches_idempotently(env: SpliceEnv) -> None:
         env.agent.step(force=True)
     for pod in env.topology.pods:
         assert env.datapath.attached(pod.cgroup) == [env.datapath.sockops_id]
+
+
+def test_a_failed_load_leaves_no_pin_directory(pin_root: Path) -> None:
+    """A data path that cannot be created (here: a map of size 0) is reported and leaves nothing
+    behind under the bpffs, so a later agent never adopts a half-made pin directory."""
+    settings = DatapathSettings(pin_root=pin_root, name="t-failed-load", pairs_size=0)
+    with pytest.raises(KernelError, match="load failed"):
+        Datapath.load(settings)
+    assert not settings.pin_base.exists()

@@ -75,6 +75,19 @@ class DatapathSettings:
         return self.pin_base / f"v{LAYOUT_VERSION}"
 
 
+def _discard_failed(settings: DatapathSettings, adopted: bool) -> None:
+    """After a failed load: remove what it pinned, unless it was adopting an existing data path
+    (whose pins hold live sockets). Without a SOCKHASH pin nothing was ever attached to these maps."""
+    if not adopted:
+        for pin in settings.pin_dir.glob("*"):
+            pin.unlink(missing_ok=True)
+    for d in (settings.pin_dir, settings.pin_base):
+        try:
+            d.rmdir()
+        except OSError:
+            return  # not empty (another version's pins) or already gone
+
+
 def program_source() -> str:
     """One translation unit: bcc only treats functions of its main file as programs."""
     parts = []
@@ -189,8 +202,10 @@ class Datapath:
             bpf = BPF(text=program_source().encode(), cflags=_cflags(settings))
             dp = cls(bpf, settings, adopted, 0.0)
         except KernelError:
+            _discard_failed(settings, adopted)
             raise
         except Exception as exc:  # bcc raises bare Exception for compile and load failures
+            _discard_failed(settings, adopted)
             raise KernelError(f"datapath: load failed: {exc}") from exc
         dp.load_seconds = time.monotonic() - start
         dp.mounted_bpffs = mounted
