@@ -67,8 +67,16 @@ def test_ipv4_client_is_spliced(env: SpliceEnv, bind: str) -> None:
     before = env.totals()
     with echo_server(server, PORT, bind=bind):
         result = run_clients(client, str(server.ipv4), PORT, nbytes=256 << 10)
+    after = env.totals()
     assert result["mismatches"] == 0 and result["errors"] == 0, result
-    assert spliced_bytes(before, env.totals()) == 2 * (256 << 10)
+    assert after["pairs_spliced"] - before["pairs_spliced"] == 1, after  # the v4-mapped key matched
+    # The client writes right after connect(): on a slow machine (the kernel matrix's emulated
+    # guests) its first write can come before the server end is established, and then that
+    # direction stays on TCP by design (README, Limits), counted as unpaired. The echo direction
+    # is always spliced once the pair exists.
+    redirected = spliced_bytes(before, after)
+    unpaired = after["fallback_unpaired"] - before["fallback_unpaired"]
+    assert redirected == 2 * (256 << 10) or (redirected == 256 << 10 and unpaired > 0), (redirected, after)
 
 
 def test_dnat_virtual_ip_is_spliced(env: SpliceEnv) -> None:
