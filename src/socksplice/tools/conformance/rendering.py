@@ -15,6 +15,11 @@ from typing import Any
 from socksplice.api.socketsplice import Mode
 from socksplice.tools.conformance.running import Outcome
 
+BACKPRESSURE_WAKEUP = (
+    "tcp_bpf_recvmsg → tcp_msg_wait_data: once backpressure moved the socket's own sends to TCP, "
+    "their ACKs and window updates wake its blocked reader without data, and the blocking recv "
+    "returns -EAGAIN (seen when the peer reads slower than the sender writes)"
+)
 KNOWN_CAUSES: dict[str, str] = {  # SpliceRelaxedReceive only
     "shutwr-then-read": "tcp_bpf_recvmsg → tcp_msg_wait_data: one wakeup without data (the ACK of "
     "its own FIN) returns -EAGAIN from a blocking recv",
@@ -27,9 +32,10 @@ KNOWN_CAUSES: dict[str, str] = {  # SpliceRelaxedReceive only
     "so-rcvlowat": "tcp_bpf_recvmsg ignores SO_RCVLOWAT",
     "splice-to-pipe": "tcp_splice_read reads sk_receive_queue only; redirected bytes wait in the "
     "psock, invisible to splice(2), which makes no progress",
-    "full-duplex": "tcp_bpf_recvmsg → tcp_msg_wait_data: once backpressure moved the writer's "
-    "direction to TCP, the ACKs and window updates of its sends wake the same socket's blocked "
-    "reader without data, and the blocking recv returns -EAGAIN",
+    "full-duplex": BACKPRESSURE_WAKEUP,
+    "8mib-writes": BACKPRESSURE_WAKEUP,
+    "slow-reader": BACKPRESSURE_WAKEUP,
+    "stopped-reader": BACKPRESSURE_WAKEUP,
     "fionread": "kernels without tcp_bpf_ioctl (seen on Debian 6.1; 6.12 and 6.18 have it): "
     "FIONREAD/SIOCINQ goes to tcp_ioctl, which counts sk_receive_queue only, so redirected bytes "
     "read as 0",
