@@ -1,0 +1,235 @@
+"""Auto mode's verdicts: whether one endpoint is audited, spliced or demoted, from its evidence.
+
+An endpoint is one server pod, one server port and one client pod (``EndpointKey``). The data
+path counts what each endpoint's connections do (``socksplice.bpf.layout.EVIDENCE``, cumulative
+since the endpoint first appeared). ``decide`` turns one loop turn's counts into the next
+``EndpointRecord``; it is pure: no kernel, no clock, no slot allocation (``endpoints.EndpointTable``
+allocates the data path's demotion slots and persists the records).
+
+The rules (docs/socketsplice.md):
+
+- ``SpliceRelaxedReceive`` splices every connection, whatever the evidence.
+- A demoted endpoint stays demoted for its life: no flapping between TCP and splicing.
+- Without observation (the node cannot watch receives) Auto behaves as DryRun: Audit.
+- Any receive pattern that tcp_bpf serves differently (``would_*``), or any result that did differ
+  on a spliced socket (``did_*``), demotes.
+- An audited endpoint is promoted when the evidence window is full (enough connections *and*
+  enough seconds since it was first seen) and its connections carry enough messages to gain from
+  splicing. Once spliced, the cost is not judged again (damping); only a demotion ends it.
+- DryRun takes the same decisions but never reports Spliced: a would-be promotion stays Audit
+  with a reason that says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from socksplice.api.socketsplice import AutoSpec, Mode
+
+# socksplice.bpf.layout.WOULD_KINDS / DID_KINDS are not there yet: the same names, in the
+# contract's order, until the layout carries them.
+WOULD_KINDS: tuple[str, ...] = ("blocking_wait", "waitall", "rcvlowat", "splice", "close_unread", "fionread")
+DID_KINDS: tuple[str, ...] = (
+    "blocking_eagain",
+    "waitall_short",
+    "rcvlowat_short",
+    "splice",
+    "close_unread",
+    "fionread",
+)
+
+
+class Verdict(StrEnum):
+    AUDIT = "Audit"
+    """Connections stay on TCP and are watched."""
+    SPLICED = "Spliced"
+    """Connections are redirected (tcp_bpf serves the receiver)."""
+    DEMOTED = "Demoted"
+    """Evidence showed that tcp_bpf would serve (or did serve) this application differently; TCP for good."""
+
+
+@dataclass(frozen=True, order=True)
+class EndpointKey:
+    """Server pod's netns cookie, client pod's netns cookie, server port (server == client on loopback)."""
+
+    server_netns: int
+    client_netns: int
+    port: int
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    key: EndpointKey
+    policy: str
+    """The SocketSplice (``namespace/name``) whose mode and settings applied."""
+    mode: Mode
+    verdict: Verdict
+    reason: str
+    first_seen: float
+    """Epoch seconds when the agent first saw the endpoint."""
+    since: float
+    """Epoch seconds when the current verdict was taken."""
+    slot: int = 0
+    """The data path's demotion flag index (Auto, Spliced or Demoted); 0 = none."""
+    last_counts: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """The evidence counters of the latest turn."""
+
+
+KIND_REASONS: Mapping[str, str] = MappingProxyType(
+    {
+        "would_blocking_wait": (
+            "a blocking receive waited for data: tcp_bpf turns a wake-up without data "
+            "(own FIN acknowledged, reset, send-buffer space, a signal) into EAGAIN"
+        ),
+        "would_waitall": "MSG_WAITALL: tcp_bpf returns what is queued",
+        "would_rcvlowat": "SO_RCVLOWAT above 1: tcp_bpf ignores it",
+        "would_splice": "splice(2)/sendfile(2) reads only TCP's queue, not spliced bytes",
+        "would_close_unread": "close with unread bytes: TCP resets, tcp_bpf sends FIN",
+        "would_fionread": "FIONREAD counts only TCP's queue on this kernel",
+        "did_blocking_eagain": (
+            "happened: a blocking receive without SO_RCVTIMEO returned EAGAIN "
+            "where TCP would have kept waiting"
+        ),
+        "did_waitall_short": (
+            "happened: a MSG_WAITALL receive returned fewer bytes than asked "
+            "where TCP would have waited for all"
+        ),
+        "did_rcvlowat_short": (
+            "happened: a receive returned fewer bytes than SO_RCVLOWAT where TCP would have waited"
+        ),
+        "did_splice": "happened: splice(2)/sendfile(2) read only TCP's queue and missed spliced bytes",
+        "did_close_unread": "happened: a close with unread bytes sent FIN where TCP would have reset",
+        "did_fionread": "happened: FIONREAD counted only TCP's queue and missed spliced bytes",
+    }
+)
+"""One sentence per evidence counter: what the application does and what tcp_bpf does differently."""
+
+FORCED_REASON = "SpliceRelaxedReceive splices every connection"
+
+
+def would_differ(counts: Mapping[str, int]) -> dict[str, int]:
+    """The would-differ kinds (names without ``would_``) counted at least once."""
+    return {k: counts[f"would_{k}"] for k in WOULD_KINDS if counts.get(f"would_{k}", 0) > 0}
+
+
+def did_differ(counts: Mapping[str, int]) -> dict[str, int]:
+    """The did-differ kinds (names without ``did_``) counted at least once."""
+    return {k: counts[f"did_{k}"] for k in DID_KINDS if counts.get(f"did_{k}", 0) > 0}
+
+
+def differ_reason(counts: Mapping[str, int]) -> str:
+    """Names the first kind seen (did-differ first) with its count, then the others; "" when none."""
+    seen = [(f"did_{k}", n) for k, n in did_differ(counts).items()]
+    seen += [(f"would_{k}", n) for k, n in would_differ(counts).items()]
+    if not seen:
+        return ""
+    (first, n), rest = seen[0], seen[1:]
+    reason = f"{first} ({n}): {KIND_REASONS[first]}"
+    if rest:
+        reason += "; also " + ", ".join(f"{name} ({m})" for name, m in rest)
+    return reason
+
+
+def _judge(counts: Mapping[str, int], auto: AutoSpec, age: float) -> tuple[bool, str]:
+    """Whether the evidence window is full and the connections long enough, and why (not)."""
+    window = auto.evidence_window
+    connections = counts.get("connections", 0)
+    seconds = max(0, int(age))
+    if connections < window.connections or age < window.seconds:
+        return False, (
+            f"evidence: {min(connections, window.connections)} of {window.connections} connections, "
+            f"{min(seconds, window.seconds)} of {window.seconds} s"
+        )
+    per_connection = counts.get("receives", 0) / connections
+    if per_connection < auto.min_messages_per_connection:
+        return False, (
+            f"short connections: {per_connection:.1f} messages per connection, "
+            f"fewer than {auto.min_messages_per_connection}: splicing would not pay"
+        )
+    return True, f"{connections} connections in {seconds} s, {per_connection:.1f} messages per connection"
+
+
+def decide(
+    record: EndpointRecord | None,
+    key: EndpointKey,
+    counts: Mapping[str, int],
+    *,
+    mode: Mode,
+    auto: AutoSpec,
+    policy: str,
+    observation: str,
+    now: float,
+) -> EndpointRecord:
+    """The endpoint's record after this turn. ``observation`` is "" when available, else why not.
+
+    ``slot`` is carried over unchanged: the table allocates and frees slots."""
+    first_seen = record.first_seen if record is not None else now
+    verdict, reason = _verdict(
+        record, counts, mode=mode, auto=auto, observation=observation, age=now - first_seen
+    )
+    since = record.since if record is not None and record.verdict == verdict else now
+    return EndpointRecord(
+        key=key,
+        policy=policy,
+        mode=mode,
+        verdict=verdict,
+        reason=reason,
+        first_seen=first_seen,
+        since=since,
+        slot=record.slot if record is not None else 0,
+        last_counts=MappingProxyType(dict(counts)),
+    )
+
+
+def _verdict(
+    record: EndpointRecord | None,
+    counts: Mapping[str, int],
+    *,
+    mode: Mode,
+    auto: AutoSpec,
+    observation: str,
+    age: float,
+) -> tuple[Verdict, str]:
+    if mode == Mode.SPLICE:
+        return Verdict.SPLICED, FORCED_REASON
+    if record is not None and record.verdict == Verdict.DEMOTED:
+        return Verdict.DEMOTED, record.reason  # sticky: the reason keeps the evidence that demoted it
+    if observation:
+        return Verdict.AUDIT, f"observation unavailable: {observation}"
+    differ = differ_reason(counts)
+    if differ:
+        return Verdict.DEMOTED, differ
+    if (
+        mode == Mode.AUTO
+        and record is not None
+        and record.mode == Mode.AUTO
+        and record.verdict == Verdict.SPLICED
+    ):
+        return Verdict.SPLICED, record.reason  # damping: the cost is not judged again
+    ready, why = _judge(counts, auto, age)
+    if not ready:
+        return Verdict.AUDIT, why
+    if mode == Mode.DRY_RUN:
+        return Verdict.AUDIT, f"DryRun: would splice ({why})"
+    return Verdict.SPLICED, f"promoted: {why}"
+
+
+def transition(old: EndpointRecord | None, new: EndpointRecord | None) -> str | None:
+    """Names a change worth a log line and an Event ("promoted", "demoted"), else None.
+
+    A forced Spliced (SpliceRelaxedReceive) is the policy's choice, not news."""
+    if new is None:
+        return None
+    was = old.verdict if old is not None else None
+    if new.verdict == Verdict.DEMOTED and was != Verdict.DEMOTED:
+        return "demoted"
+    if (
+        new.verdict == Verdict.SPLICED
+        and new.mode == Mode.AUTO
+        and (was != Verdict.SPLICED or old is None or old.mode != Mode.AUTO)
+    ):
+        return "promoted"
+    return None
