@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from socksplice.api.socketsplice import AutoSpec, EvidenceWindow, Mode
+from socksplice.bpf.layout import EVIDENCE
 from socksplice.nodeagent.verdicts import (
-    DID_KINDS,
     KIND_REASONS,
-    WOULD_KINDS,
     EndpointKey,
     EndpointRecord,
     Verdict,
@@ -31,8 +32,7 @@ def counts(connections: int = 0, receives: int = 0, **kinds: int) -> dict[str, i
         "receives": receives,
         "bytes": 100 * receives,
     }
-    base["blocking_receives"] = 0
-    base |= {f"would_{k}": 0 for k in WOULD_KINDS} | {f"did_{k}": 0 for k in DID_KINDS}
+    base = {name: 0 for name in EVIDENCE} | base
     for name, n in kinds.items():
         assert name in base, name
         base[name] = n
@@ -195,7 +195,7 @@ def test_without_observation_auto_behaves_as_dry_run() -> None:
 
 def test_decide_keeps_the_slot_and_stores_the_inputs() -> None:
     r = step(step(None, counts(1, 10), T0), counts(20, 200), T0 + 60)
-    held = EndpointRecord(**{**r.__dict__, "slot": 7})
+    held = replace(r, slot=7)
     after = decide(
         held,
         KEY,
@@ -209,3 +209,9 @@ def test_decide_keeps_the_slot_and_stores_the_inputs() -> None:
     assert (after.slot, after.policy) == (7, "shop/cart-v2")
     demoted = step(held, counts(31, 310, did_splice=1), T0 + 71)
     assert demoted.slot == 7  # the table, not decide, frees slots
+
+
+def test_every_differ_counter_of_the_layout_has_one_sentence() -> None:
+    differ = [name for name in EVIDENCE if name.startswith(("would_", "did_"))]
+    assert sorted(KIND_REASONS) == sorted(differ)
+    assert all(s and "\n" not in s for s in KIND_REASONS.values())

@@ -28,18 +28,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from socksplice.api.socketsplice import AutoSpec, Mode
-
-# socksplice.bpf.layout.WOULD_KINDS / DID_KINDS are not there yet: the same names, in the
-# contract's order, until the layout carries them.
-WOULD_KINDS: tuple[str, ...] = ("blocking_wait", "waitall", "rcvlowat", "splice", "close_unread", "fionread")
-DID_KINDS: tuple[str, ...] = (
-    "blocking_eagain",
-    "waitall_short",
-    "rcvlowat_short",
-    "splice",
-    "close_unread",
-    "fionread",
-)
+from socksplice.bpf.layout import DID_KINDS, WOULD_KINDS
 
 
 class Verdict(StrEnum):
