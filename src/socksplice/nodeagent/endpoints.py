@@ -108,7 +108,7 @@ class EndpointTable:
                 now=now,
             )
             new[key] = record
-        # Free first (so the count of used slots is right), then allocate.
+        # Free the slots no longer held (and those of dropped endpoints) before allocating.
         for key, record in new.items():
             if record.slot and not _holds_slot(record):
                 used.discard(record.slot)
