@@ -131,7 +131,28 @@ def test_defaults_are_valid() -> None:
             found += 1
             assert schema_errors(node["default"], node, path) == []
     assert found >= 1
-    assert SPEC_SCHEMA["properties"]["mode"]["default"] == socketsplice.Mode.DRY_RUN.value
+    assert SPEC_SCHEMA["properties"]["mode"]["default"] == socketsplice.Mode.AUTO.value
+    assert socketsplice.DEFAULT_MODE is socketsplice.Mode.AUTO
+
+
+def test_auto_defaults_are_the_parsers() -> None:
+    """An object without spec.auto, as the API server stores it, parses to the parser's defaults."""
+    from tests.unit.crdcheck import prune_nulls_and_default
+
+    stored = prune_nulls_and_default({**BASE, "spec": {"podSelector": {}}}, SCHEMA)
+    assert stored["spec"]["mode"] == "Auto"
+    assert stored["spec"]["auto"] == {
+        "evidenceWindow": {"connections": 20, "seconds": 60},
+        "minMessagesPerConnection": 4,
+    }
+    assert (
+        socketsplice.parse_socketsplice(stored).spec
+        == socketsplice.parse_socketsplice({**BASE, "spec": {"podSelector": {}}}).spec
+    )
+    partial = prune_nulls_and_default(
+        {**BASE, "spec": {"podSelector": {}, "auto": {"evidenceWindow": {"seconds": 5}}}}, SCHEMA
+    )
+    assert partial["spec"]["auto"]["evidenceWindow"] == {"connections": 20, "seconds": 5}
 
 
 def test_limits_match_the_parser() -> None:
@@ -142,6 +163,20 @@ def test_limits_match_the_parser() -> None:
     assert ports["x-kubernetes-list-type"] == "set"
     assert SPEC_SCHEMA["properties"]["mode"]["enum"] == [m.value for m in socketsplice.Mode]
     assert set(SPEC_SCHEMA["properties"]) == set(socketsplice.SPEC_FIELDS)
+    auto = SPEC_SCHEMA["properties"]["auto"]["properties"]
+    assert set(auto) == set(socketsplice.AUTO_FIELDS)
+    window = auto["evidenceWindow"]["properties"]
+    assert set(window) == set(socketsplice.WINDOW_FIELDS)
+    for node, (low, high), default in [
+        (window["connections"], socketsplice.WINDOW_CONNECTIONS, 20),
+        (window["seconds"], socketsplice.WINDOW_SECONDS, 60),
+        (auto["minMessagesPerConnection"], socketsplice.MIN_MESSAGES, 4),
+    ]:
+        assert node["type"] == "integer" and node["default"] == default
+        assert [r["rule"] for r in node["x-kubernetes-validations"]] == [f"self >= {low} && self <= {high}"]
+        assert node["x-kubernetes-validations"][0]["message"].startswith(
+            f"must be an integer from {low} to {high}"
+        )
     assert SPEC_SCHEMA["required"] == ["podSelector"]
     sel = SELECTOR_SCHEMA["properties"]
     assert sel["matchLabels"]["maxProperties"] == selectors.MAX_MATCH_LABELS
@@ -305,6 +340,33 @@ SPECS: list[dict[str, Any]] = [
     {"podSelector": {"matchExpressions": [{"key": "a", "operator": "In", "values": ["x"] * 65}]}},
     {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists"}] * 33}},
     {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "vals": ["x"]}]}},
+    {"podSelector": {}, "mode": "Auto"},
+    {"podSelector": {}, "mode": "auto"},
+    {"podSelector": {}, "mode": "Audit"},
+    {"podSelector": {}, "auto": None},
+    {"podSelector": {}, "auto": {}},
+    {"podSelector": {}, "auto": []},
+    {"podSelector": {}, "auto": {"evidenceWindow": None, "minMessagesPerConnection": None}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"connections": 1, "seconds": 1}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"connections": 100000, "seconds": 86400}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"connections": 0}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"connections": 100001}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"connections": -1}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"connections": "20"}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"connections": 2.5}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"connections": True}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"seconds": 0}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"seconds": 86401}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": {"second": 60}}},
+    {"podSelector": {}, "auto": {"evidenceWindow": 60}},
+    {"podSelector": {}, "auto": {"minMessagesPerConnection": 0}},
+    {"podSelector": {}, "auto": {"minMessagesPerConnection": 1000000}},
+    {"podSelector": {}, "auto": {"minMessagesPerConnection": 1000001}},
+    {"podSelector": {}, "auto": {"minMessagesPerConnection": -1}},
+    {"podSelector": {}, "auto": {"minMessages": 4}},
+    {"podSelector": {}, "mode": "DryRun", "auto": {"evidenceWindow": {"connections": 5}}},
+    {"podSelector": {}, "mode": "SpliceRelaxedReceive", "auto": {"minMessagesPerConnection": 0}},
 ]
 
 
@@ -348,6 +410,21 @@ def test_cel_rules_are_evaluated() -> None:
             "a label value is empty or at most 63 characters",
         ),
         ({"podSelector": {}, "ports": []}, ".spec.ports", "omit ports to mean every port"),
+        (
+            {"podSelector": {}, "auto": {"evidenceWindow": {"seconds": 0}}},
+            ".spec.auto.evidenceWindow.seconds",
+            "must be an integer from 1 to 86400",
+        ),
+        (
+            {"podSelector": {}, "auto": {"evidenceWindow": {"connections": 100001}}},
+            ".spec.auto.evidenceWindow.connections",
+            "must be an integer from 1 to 100000",
+        ),
+        (
+            {"podSelector": {}, "auto": {"minMessagesPerConnection": -1}},
+            ".spec.auto.minMessagesPerConnection",
+            "must be an integer from 0 to 1000000",
+        ),
     ],
 )
 def test_api_messages_say_what_is_valid(spec: dict[str, Any], path: str, says: str) -> None:

@@ -86,6 +86,7 @@ def test_splicenode_columns_tell_what_is_happening() -> None:
         "HEARTBEAT",
         "LAST-ERROR",
         "DRAIN",
+        "OBSERVATION",
         "AGE",
     ]
     crd = load_crd("splicenode.yaml")

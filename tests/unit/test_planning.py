@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from socksplice.api import Mode, PodPlan, PodRef, Skip, SocketSplice, explain, plan, pod_ref_from_api
-from socksplice.api.socketsplice import parse_socketsplice
+from socksplice.api.socketsplice import AutoSpec, EvidenceWindow, parse_socketsplice
 from socksplice.errors import InvalidSpec
 
 
@@ -100,13 +100,16 @@ def splice(
     selector: dict[str, Any] | None = None,
     ports: list[int] | None = None,
     mode: str | None = "SpliceRelaxedReceive",
+    auto: dict[str, Any] | None = None,
 ) -> SocketSplice:
-    """``mode=None`` leaves the field out (the default, DryRun)."""
+    """``mode=None`` leaves the field out (the default, Auto)."""
     spec: dict[str, Any] = {"podSelector": selector if selector is not None else {}}
     if ports is not None:
         spec["ports"] = ports
     if mode is not None:
         spec["mode"] = mode
+    if auto is not None:
+        spec["auto"] = auto
     return parse_socketsplice(
         {
             "apiVersion": "socksplice.io/v1alpha1",
@@ -338,6 +341,78 @@ def test_plan_accepts_iterators() -> None:
     assert list(result) == ["shop/web-7d9f-abcde"]
 
 
-def test_omitted_mode_plans_dry_run() -> None:
+def test_omitted_mode_plans_auto() -> None:
     p = plan(pods(WEB), [splice("default", mode=None)])["shop/web-7d9f-abcde"]
-    assert (p.dryrun_all, p.splices) == (True, False)
+    assert (p.auto_all, p.dryrun_all, p.splices) == (True, False, False)
+    assert p.mode_for_port(80) is Mode.AUTO
+    assert p.auto == AutoSpec()
+
+
+def test_auto_on_some_ports() -> None:
+    p = plan(pods(WEB), [splice("auto", mode="Auto", ports=[6379, 80])])["shop/web-7d9f-abcde"]
+    assert p == PodPlan(auto_ports=frozenset({80, 6379}), policies=("shop/auto",), primary_policy="shop/auto")
+    assert [p.mode_for_port(port) for port in (80, 6379, 81)] == [Mode.AUTO, Mode.AUTO, None]
+    assert not p.splices  # Auto starts every endpoint on TCP: nothing is spliced by the plan alone
+
+
+def test_precedence_splice_over_auto_over_dry_run() -> None:
+    selecting = [
+        splice("a-trial", mode="DryRun", ports=[80, 443, 9090, 5432]),
+        splice("b-auto", mode="Auto", ports=[443, 9090], auto={"minMessagesPerConnection": 8}),
+        splice("c-splice", mode="SpliceRelaxedReceive", ports=[9090]),
+    ]
+    p = plan(pods(WEB), selecting)["shop/web-7d9f-abcde"]
+    assert (p.splice_ports, p.auto_ports, p.dryrun_ports) == ({9090}, {443}, {80, 5432})
+    assert [p.mode_for_port(port) for port in (9090, 443, 80, 5432, 22)] == [
+        Mode.SPLICE,
+        Mode.AUTO,
+        Mode.DRY_RUN,
+        Mode.DRY_RUN,
+        None,
+    ]
+    assert p.primary_policy == "shop/c-splice"
+    assert p.auto == AutoSpec(min_messages_per_connection=8)  # the Auto policy's, not the DryRun one's
+
+
+def test_auto_on_every_port_leaves_dry_run_nothing() -> None:
+    selecting = [splice("a-trial", mode="DryRun"), splice("b-auto", mode=None, ports=None)]
+    p = plan(pods(WEB), selecting)["shop/web-7d9f-abcde"]
+    assert p == PodPlan(auto_all=True, policies=("shop/a-trial", "shop/b-auto"), primary_policy="shop/b-auto")
+    assert p.mode_for_port(1) is Mode.AUTO
+
+
+def test_splice_on_every_port_leaves_auto_nothing() -> None:
+    selecting = [splice("a-auto", mode="Auto", ports=[80]), splice("z-all", mode="SpliceRelaxedReceive")]
+    p = plan(pods(WEB), selecting)["shop/web-7d9f-abcde"]
+    assert (p.splice_all, p.auto_all, p.auto_ports) == (True, False, frozenset())
+    assert p.primary_policy == "shop/z-all"
+    assert p.auto == AutoSpec()  # the Auto policy's settings (its defaults) are still carried
+
+
+def test_auto_settings_come_from_the_first_auto_policy() -> None:
+    selecting = [
+        splice("b-auto", mode="Auto", ports=[80], auto={"evidenceWindow": {"connections": 5}}),
+        splice("a-auto", mode="Auto", ports=[81], auto={"evidenceWindow": {"seconds": 7}}),
+        splice("0-trial", mode="DryRun", auto={"minMessagesPerConnection": 0}),
+    ]
+    p = plan(pods(WEB), selecting)["shop/web-7d9f-abcde"]
+    assert p.auto == AutoSpec(EvidenceWindow(20, 7), 4)
+    assert (p.auto_ports, p.dryrun_all, p.dryrun_ports) == ({80, 81}, True, frozenset())
+    assert p.primary_policy == "shop/a-auto"
+
+
+def test_dry_run_carries_its_auto_settings() -> None:
+    trial = splice("trial", mode="DryRun", auto={"evidenceWindow": {"connections": 3, "seconds": 10}})
+    p = plan(pods(WEB), [trial])["shop/web-7d9f-abcde"]
+    assert p.auto == AutoSpec(EvidenceWindow(3, 10), 4)
+    assert p.mode_for_port(80) is Mode.DRY_RUN
+
+
+def test_plans_that_act_the_same_compare_equal_with_auto() -> None:
+    one = plan(pods(WEB), [splice("a", mode="Auto", ports=[80]), splice("b", mode="Auto")])
+    two = plan(pods(WEB), [splice("a", mode="Auto")])
+    assert one["shop/web-7d9f-abcde"].auto_all and one["shop/web-7d9f-abcde"].auto_ports == frozenset()
+    assert (one["shop/web-7d9f-abcde"].auto_all, one["shop/web-7d9f-abcde"].auto_ports) == (
+        two["shop/web-7d9f-abcde"].auto_all,
+        two["shop/web-7d9f-abcde"].auto_ports,
+    )

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from socksplice.api import Mode, Operator, Requirement, load_manifest_dir, load_manifests, parse_socketsplice
+from socksplice.api.socketsplice import AutoSpec, EvidenceWindow
 from socksplice.errors import InvalidSpec, PermanentError
 
 # A SocketSplice as `kubectl get ssp web -n shop -o json` returns it (defaults applied).
@@ -91,14 +92,51 @@ def test_defaults() -> None:
     assert ssp.uid == ""
     assert ssp.generation == 0
     assert ssp.spec.ports == ()
-    assert ssp.spec.mode is Mode.DRY_RUN  # the only mode applications cannot tell from TCP
+    assert ssp.spec.mode is Mode.AUTO  # splices only endpoints that showed nothing tcp_bpf serves differently
+    assert ssp.spec.auto == AutoSpec(EvidenceWindow(20, 60), 4)
     assert ssp.spec.pod_selector.is_empty
 
 
 def test_nulls_count_as_absent() -> None:
-    ssp = parse_socketsplice(_obj(podSelector={"matchLabels": None}, ports=None, mode=None))
+    ssp = parse_socketsplice(_obj(podSelector={"matchLabels": None}, ports=None, mode=None, auto=None))
     assert ssp.spec.ports == ()
-    assert ssp.spec.mode is Mode.DRY_RUN
+    assert ssp.spec.mode is Mode.AUTO
+    assert ssp.spec.auto == AutoSpec()
+
+
+def test_auto_explicit_and_partial() -> None:
+    ssp = parse_socketsplice(
+        _obj(
+            podSelector={},
+            mode="Auto",
+            auto={"evidenceWindow": {"connections": 100, "seconds": None}, "minMessagesPerConnection": 0},
+        )
+    )
+    assert ssp.spec.mode is Mode.AUTO
+    assert ssp.spec.auto == AutoSpec(EvidenceWindow(connections=100, seconds=60), 0)
+    edges = {"evidenceWindow": {"connections": 100000, "seconds": 86400}, "minMessagesPerConnection": 1000000}
+    assert parse_socketsplice(_obj(podSelector={}, auto=edges)).spec.auto == AutoSpec(
+        EvidenceWindow(100000, 86400), 1000000
+    )
+    lows = {"evidenceWindow": {"connections": 1, "seconds": 1}}
+    assert parse_socketsplice(_obj(podSelector={}, auto=lows)).spec.auto.evidence_window == EvidenceWindow(
+        1, 1
+    )
+
+
+def test_auto_is_kept_for_dry_run() -> None:
+    """DryRun reports the verdicts Auto would take, with the same settings."""
+    ssp = parse_socketsplice(_obj(podSelector={}, mode="DryRun", auto={"evidenceWindow": {"seconds": 5}}))
+    assert (ssp.spec.mode, ssp.spec.auto.evidence_window.seconds) == (Mode.DRY_RUN, 5)
+
+
+def test_auto_error_message_names_the_field() -> None:
+    with pytest.raises(InvalidSpec) as info:
+        parse_socketsplice(_spec_with(auto={"evidenceWindow": {"seconds": 0}}))
+    assert (
+        str(info.value)
+        == "spec.auto.evidenceWindow.seconds: must be an integer from 1 to 86400, got 0 (integer)"
+    )
 
 
 def test_dry_run() -> None:
@@ -152,7 +190,11 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     (_obj(), "spec.podSelector", "required: set a label selector; {} selects every pod"),
     (_obj(podSelector=None), "spec.podSelector", "required"),
     (_obj(podSelector="app=web"), "spec.podSelector", "must be a mapping"),
-    (_spec_with(port=[80]), "spec.port", "unknown field 'port'; known fields are mode, podSelector, ports"),
+    (
+        _spec_with(port=[80]),
+        "spec.port",
+        "unknown field 'port'; known fields are auto, mode, podSelector, ports",
+    ),
     (_spec_with(Mode="DryRun"), "spec.Mode", "unknown field 'Mode'"),
     (_spec_with(ports=80), "spec.ports", "must be a list of port numbers, got 80 (integer)"),
     (_spec_with(ports=[]), "spec.ports", "omit ports to accelerate every port"),
@@ -169,10 +211,68 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     (
         _spec_with(mode="enforce"),
         "spec.mode",
-        "must be one of DryRun, SpliceRelaxedReceive (case-sensitive), got 'enforce'",
+        "must be one of Auto, DryRun, SpliceRelaxedReceive (case-sensitive), got 'enforce'",
     ),
-    (_spec_with(mode="Audit"), "spec.mode", "must be one of DryRun, SpliceRelaxedReceive"),
+    (_spec_with(mode="Audit"), "spec.mode", "must be one of Auto, DryRun, SpliceRelaxedReceive"),
     (_spec_with(mode=True), "spec.mode", "got True (boolean)"),
+    (_spec_with(mode="auto"), "spec.mode", "must be one of Auto, DryRun, SpliceRelaxedReceive"),
+    (_spec_with(auto=[]), "spec.auto", "must be a mapping, got [] (list)"),
+    (
+        _spec_with(auto={"window": {}}),
+        "spec.auto.window",
+        "unknown field 'window'; known fields are evidenceWindow, minMessagesPerConnection",
+    ),
+    (_spec_with(auto={"evidenceWindow": 20}), "spec.auto.evidenceWindow", "must be a mapping"),
+    (
+        _spec_with(auto={"evidenceWindow": {"second": 60}}),
+        "spec.auto.evidenceWindow.second",
+        "unknown field 'second'; known fields are connections, seconds",
+    ),
+    (
+        _spec_with(auto={"evidenceWindow": {"seconds": 0}}),
+        "spec.auto.evidenceWindow.seconds",
+        "must be an integer from 1 to 86400, got 0 (integer)",
+    ),
+    (
+        _spec_with(auto={"evidenceWindow": {"seconds": 86401}}),
+        "spec.auto.evidenceWindow.seconds",
+        "must be an integer from 1 to 86400, got 86401 (integer)",
+    ),
+    (
+        _spec_with(auto={"evidenceWindow": {"seconds": "60s"}}),
+        "spec.auto.evidenceWindow.seconds",
+        "got '60s' (string)",
+    ),
+    (
+        _spec_with(auto={"evidenceWindow": {"connections": 0}}),
+        "spec.auto.evidenceWindow.connections",
+        "must be an integer from 1 to 100000, got 0 (integer)",
+    ),
+    (
+        _spec_with(auto={"evidenceWindow": {"connections": 100001}}),
+        "spec.auto.evidenceWindow.connections",
+        "must be an integer from 1 to 100000",
+    ),
+    (
+        _spec_with(auto={"evidenceWindow": {"connections": 20.0}}),
+        "spec.auto.evidenceWindow.connections",
+        "got 20.0 (number)",
+    ),
+    (
+        _spec_with(auto={"evidenceWindow": {"connections": True}}),
+        "spec.auto.evidenceWindow.connections",
+        "got True (boolean)",
+    ),
+    (
+        _spec_with(auto={"minMessagesPerConnection": -1}),
+        "spec.auto.minMessagesPerConnection",
+        "must be an integer from 0 to 1000000, got -1 (integer)",
+    ),
+    (
+        _spec_with(auto={"minMessagesPerConnection": 1000001}),
+        "spec.auto.minMessagesPerConnection",
+        "must be an integer from 0 to 1000000",
+    ),
     (
         _spec_with(podSelector={"matchLabels": {"app": "a b"}}),
         "spec.podSelector.matchLabels[app]",
@@ -253,7 +353,7 @@ def test_error_names_document_when_several() -> None:
     with pytest.raises(InvalidSpec) as info:
         load_manifests(text, "shop.yaml")
     assert str(info.value).startswith(
-        "shop.yaml document 3: spec.mode: must be one of DryRun, SpliceRelaxedReceive"
+        "shop.yaml document 3: spec.mode: must be one of Auto, DryRun, SpliceRelaxedReceive"
     )
 
 

@@ -5,16 +5,34 @@ The agent builds a ``NodeStatus`` (``nodeagent.agent.Agent.status``); sinks writ
 ``to_dict()``; readers (the operator's roll-up, ``socksplice local status``, tests) may parse it
 back with ``from_dict``. The ``Ready`` condition is derived from the other fields.
 ``status.drain`` is written by the drain (``api.drain``) and is not part of a publication.
+
+``endpoints`` carries the verdict of each endpoint (server pod, server port, client pod) of Auto
+and DryRun (``nodeagent.verdicts`` decides; ``docs/auto.md``). The list is bounded
+(``MAX_ENDPOINTS``): demoted endpoints first, then spliced, then audited, each in key order; what
+does not fit is counted in ``endpointsOmitted``. The per-policy counts (``PolicyStatus``) cover
+every endpoint, listed or not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from socksplice.api.socketsplice import DEFAULT_MODE
 from socksplice.api.status import MAX_MESSAGE, READY, parse_timestamp, timestamp
+
+AUDIT = "Audit"
+SPLICED = "Spliced"
+DEMOTED = "Demoted"
+VERDICTS = (AUDIT, SPLICED, DEMOTED)
+"""Verdicts of an endpoint, as ``nodeagent.verdicts.Verdict`` spells them."""
+
+MAX_ENDPOINTS = 200
+"""Endpoints a SpliceNode status lists at most (the object stays well under etcd's 1.5 MiB)."""
+MAX_REASON = 256
+"""Characters of an endpoint's reason kept."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,10 @@ class PolicyStatus:
     attached_pods: int = 0
     pairs_spliced: int | None = None
     bytes_redirected: int | None = None
+    endpoints_audit: int = 0
+    endpoints_spliced: int = 0
+    endpoints_demoted: int = 0
+    """Endpoints of this SocketSplice on this node by verdict (all of them, listed or not)."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -36,6 +58,9 @@ class PolicyStatus:
             "generation": self.generation,
             "matchedPods": self.matched_pods,
             "attachedPods": self.attached_pods,
+            "endpointsAudit": self.endpoints_audit,
+            "endpointsSpliced": self.endpoints_spliced,
+            "endpointsDemoted": self.endpoints_demoted,
         }
         if self.pairs_spliced is not None:
             out["pairsSpliced"] = self.pairs_spliced
@@ -50,13 +75,111 @@ class PolicyStatus:
 
         return cls(
             str(raw.get("name", "")),
-            str(raw.get("mode", "DryRun")),
+            str(raw.get("mode", DEFAULT_MODE.value)),
             int(raw.get("generation", 0)),
             int(raw.get("matchedPods", 0)),
             int(raw.get("attachedPods", 0)),
             count("pairsSpliced"),
             count("bytesRedirected"),
+            int(raw.get("endpointsAudit", 0)),
+            int(raw.get("endpointsSpliced", 0)),
+            int(raw.get("endpointsDemoted", 0)),
         )
+
+
+def _kinds(raw: object) -> dict[str, int]:
+    """A would/did-differ mapping: kinds with a count above 0 only."""
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): int(v) for k, v in raw.items() if int(v) > 0}
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    """One endpoint on this node: a client pod's connections to a server pod's port, and its verdict.
+
+    ``server`` and ``client`` are pod keys (``namespace/name``; the same for a loopback connection
+    inside one pod), ``policy`` the SocketSplice (``namespace/name``) that decides it. ``messages``
+    are receive calls that returned data, ``bytes`` bytes received, both ends, since the endpoint
+    first appeared (``since``). ``would_differ`` and ``did_differ`` hold the receive patterns seen
+    that tcp_bpf serves differently from TCP (kind to count, kinds above 0 only; docs/auto.md).
+    """
+
+    server: str
+    client: str
+    port: int
+    policy: str = ""
+    mode: str = DEFAULT_MODE.value
+    verdict: str = AUDIT
+    reason: str = ""
+    since: datetime | None = None
+    connections: int = 0
+    spliced_connections: int = 0
+    messages: int = 0
+    bytes: int = 0
+    would_differ: Mapping[str, int] = field(default_factory=dict)
+    did_differ: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """(policy, server, client, port): what names the endpoint across statuses."""
+        return self.policy, self.server, self.client, self.port
+
+    def describe(self) -> str:
+        """``shop/client -> shop/redis:6379``."""
+        return f"{self.client} -> {self.server}:{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "server": self.server,
+            "client": self.client,
+            "port": self.port,
+            "policy": self.policy,
+            "mode": self.mode,
+            "verdict": self.verdict,
+            "reason": self.reason[:MAX_REASON],
+            "connections": self.connections,
+            "splicedConnections": self.spliced_connections,
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "wouldDiffer": _kinds(self.would_differ),
+            "didDiffer": _kinds(self.did_differ),
+        }
+        if self.since is not None:
+            out["since"] = timestamp(self.since)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> EndpointStatus:
+        return cls(
+            server=str(raw.get("server", "")),
+            client=str(raw.get("client", "")),
+            port=int(raw.get("port", 0)),
+            policy=str(raw.get("policy", "")),
+            mode=str(raw.get("mode", DEFAULT_MODE.value)),
+            verdict=str(raw.get("verdict", AUDIT)),
+            reason=str(raw.get("reason") or ""),
+            since=parse_timestamp(raw.get("since")),
+            connections=int(raw.get("connections", 0)),
+            spliced_connections=int(raw.get("splicedConnections", 0)),
+            messages=int(raw.get("messages", 0)),
+            bytes=int(raw.get("bytes", 0)),
+            would_differ=_kinds(raw.get("wouldDiffer")),
+            did_differ=_kinds(raw.get("didDiffer")),
+        )
+
+
+def _listing_order(e: EndpointStatus) -> tuple[int, str, str, int, str]:
+    rank = {DEMOTED: 0, SPLICED: 1}.get(e.verdict, 2)
+    return rank, e.policy, e.server, e.port, e.client
+
+
+def bounded_endpoints(
+    endpoints: Iterable[EndpointStatus], limit: int = MAX_ENDPOINTS
+) -> tuple[list[EndpointStatus], int]:
+    """The endpoints a status lists (demoted first, then spliced, then audited) and how many are left out."""
+    ordered = sorted(endpoints, key=_listing_order)
+    return ordered[:limit], max(0, len(ordered) - limit)
 
 
 @dataclass(frozen=True)
@@ -126,6 +249,12 @@ class NodeStatus:
     last_error: str = ""
     drain_phase: str = ""
     """``Draining`` or ``Drained`` from a drain request on (the node attaches nothing then)."""
+    endpoints: tuple[EndpointStatus, ...] = ()
+    """Endpoints of Auto and DryRun SocketSplices with their verdicts (listed at most ``MAX_ENDPOINTS``)."""
+    observation: str = ""
+    """Empty when the data path observes receive patterns; else why not (Auto then acts as DryRun)."""
+    endpoints_omitted: int = 0
+    """Endpoints left out of an earlier listing (read back from ``endpointsOmitted``)."""
 
     @property
     def attached_pods(self) -> int:
@@ -148,6 +277,7 @@ class NodeStatus:
     def to_dict(self) -> dict[str, Any]:
         """The SpliceNode ``status`` (and ``status.json``)."""
         ready = self.ready()
+        listed, omitted = bounded_endpoints(self.endpoints)
         out: dict[str, Any] = {
             "nodeName": self.node_name,
             "agentVersion": self.agent_version,
@@ -162,6 +292,9 @@ class NodeStatus:
             "hazards": [h.to_dict() for h in self.hazards],
             "manifestErrors": list(self.manifest_errors),
             "lastError": self.last_error[:MAX_MESSAGE],
+            "observation": self.observation[:MAX_MESSAGE],
+            "endpoints": [e.to_dict() for e in listed],
+            "endpointsOmitted": omitted + self.endpoints_omitted,
             "conditions": [
                 {"type": READY, "status": ready[0], "reason": ready[1], "message": ready[2][:MAX_MESSAGE]}
             ],
@@ -188,4 +321,7 @@ class NodeStatus:
             hazards=tuple(Hazard.from_dict(h) for h in raw.get("hazards") or []),
             manifest_errors=tuple(str(e) for e in raw.get("manifestErrors") or []),
             last_error=str(raw.get("lastError") or ""),
+            endpoints=tuple(EndpointStatus.from_dict(e) for e in raw.get("endpoints") or []),
+            observation=str(raw.get("observation") or ""),
+            endpoints_omitted=int(raw.get("endpointsOmitted") or 0),
         )

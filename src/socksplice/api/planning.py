@@ -7,9 +7,13 @@ same answer. Rules (see ``docs/socketsplice.md``):
 - ``hostNetwork`` pods are never selected (they share the node's network namespace and cgroup
   attachment would affect host traffic), nor are finished pods (phase Succeeded or Failed);
 - a pod selected by several SocketSplices gets the union; no ``ports`` means every port;
-- SpliceRelaxedReceive wins over DryRun for the same port. The plan is normalised: ``*_ports`` is empty when
-  the matching ``*_all`` is true, and DryRun sets exclude what SpliceRelaxedReceive already covers, so two
-  plans that act the same compare equal.
+- for the same port SpliceRelaxedReceive wins over Auto, and Auto over DryRun. The plan is normalised:
+  ``*_ports`` is empty when the matching ``*_all`` is true (or a stronger mode covers every port), and
+  each set excludes what a stronger mode already covers, so two plans that act the same compare equal;
+- ``primary_policy`` is the first key (sorted) among the SpliceRelaxedReceive policies selecting the
+  pod, else among the Auto ones, else among the DryRun ones. ``auto`` is the ``spec.auto`` of the
+  first Auto policy, else of the first DryRun policy (DryRun reports the verdicts Auto would take),
+  else the defaults: the Auto settings of the pod are those of one policy, never a blend of several.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from socksplice.api.pods import PodRef
-from socksplice.api.socketsplice import Mode, SocketSplice
+from socksplice.api.socketsplice import AutoSpec, Mode, SocketSplice
 
 
 class Skip(StrEnum):
@@ -39,11 +43,17 @@ class PodPlan:
     dryrun_ports: frozenset[int] = field(default_factory=frozenset)
     policies: tuple[str, ...] = ()
     primary_policy: str = ""
+    auto_all: bool = False
+    auto_ports: frozenset[int] = field(default_factory=frozenset)
+    auto: AutoSpec = field(default_factory=AutoSpec)
+    """How Auto (and DryRun's would-be verdicts) decide for this pod's endpoints (module docstring)."""
 
     def mode_for_port(self, port: int) -> Mode | None:
         """The mode for a connection to server ``port`` on this pod, or None (plain TCP)."""
         if self.splice_all or port in self.splice_ports:
             return Mode.SPLICE
+        if self.auto_all or port in self.auto_ports:
+            return Mode.AUTO
         if self.dryrun_all or port in self.dryrun_ports:
             return Mode.DRY_RUN
         return None
@@ -67,21 +77,37 @@ def _selects(splice: SocketSplice, pod: PodRef) -> bool:
     return pod.namespace == splice.namespace and splice.spec.pod_selector.matches(pod.labels_dict())
 
 
+def _cover(
+    policies: list[SocketSplice], stronger_all: bool, stronger: frozenset[int]
+) -> tuple[bool, frozenset[int]]:
+    """(all ports, ports) these policies cover beyond what stronger modes already cover."""
+    if stronger_all:
+        return False, frozenset()
+    if any(not s.spec.ports for s in policies):
+        return True, frozenset()
+    return False, frozenset(p for s in policies for p in s.spec.ports) - stronger
+
+
 def _combine(selecting: list[SocketSplice]) -> PodPlan:
-    splicing = [s for s in selecting if s.spec.mode is Mode.SPLICE]
-    dry = [s for s in selecting if s.spec.mode is Mode.DRY_RUN]
-    splice_all = any(not s.spec.ports for s in splicing)
-    splice_ports = frozenset() if splice_all else frozenset(p for s in splicing for p in s.spec.ports)
-    if splice_all:
-        dryrun_all, dryrun_ports = False, frozenset[int]()
-    else:
-        dryrun_all = any(not s.spec.ports for s in dry)
-        dryrun_ports = (
-            frozenset() if dryrun_all else frozenset(p for s in dry for p in s.spec.ports) - splice_ports
-        )
+    by_mode = {m: sorted((s for s in selecting if s.spec.mode is m), key=lambda s: s.key) for m in Mode}
+    splicing, auto, dry = by_mode[Mode.SPLICE], by_mode[Mode.AUTO], by_mode[Mode.DRY_RUN]
+    splice_all, splice_ports = _cover(splicing, False, frozenset())
+    auto_all, auto_ports = _cover(auto, splice_all, splice_ports)
+    dryrun_all, dryrun_ports = _cover(dry, splice_all or auto_all, splice_ports | auto_ports)
     policies = tuple(sorted({s.key for s in selecting}))
-    primary = min(s.key for s in splicing) if splicing else min(s.key for s in dry)
-    return PodPlan(splice_all, splice_ports, dryrun_all, dryrun_ports, policies, primary)
+    primary = next(ps[0].key for ps in (splicing, auto, dry) if ps)
+    deciding = auto or dry
+    return PodPlan(
+        splice_all,
+        splice_ports,
+        dryrun_all,
+        dryrun_ports,
+        policies,
+        primary,
+        auto_all,
+        auto_ports,
+        deciding[0].spec.auto if deciding else AutoSpec(),
+    )
 
 
 def plan(pods: Iterable[PodRef], splices: Iterable[SocketSplice]) -> dict[str, PodPlan]:

@@ -33,26 +33,58 @@ PLURAL = "socketsplices"
 MAX_PORTS = 16
 DEFAULT_NAMESPACE = "default"
 
-SPEC_FIELDS = ("podSelector", "ports", "mode")
+SPEC_FIELDS = ("podSelector", "ports", "mode", "auto")
+AUTO_FIELDS = ("evidenceWindow", "minMessagesPerConnection")
+WINDOW_FIELDS = ("connections", "seconds")
+
+# Bounds of spec.auto (the CRD carries the same numbers; tests/unit/test_crd_socketsplice.py checks).
+WINDOW_CONNECTIONS = (1, 100_000)
+WINDOW_SECONDS = (1, 86_400)
+MIN_MESSAGES = (0, 1_000_000)
 TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 
 
 class Mode(StrEnum):
-    """What the data path does for selected connections (docs/socketsplice.md, docs/hazards.md).
+    """What the data path does for selected connections (docs/socketsplice.md, docs/auto.md).
 
-    ``DryRun`` is the default because it is the only mode that applications cannot tell apart
-    from TCP: it pairs and counts, never redirects. ``SpliceRelaxedReceive`` redirects, and the
-    receiving socket then follows the kernel's tcp_bpf receive path, which differs from TCP in the
-    ways its name warns about (blocking recv may return EAGAIN after a half-close, MSG_WAITALL and
-    SO_RCVLOWAT are not honoured, splice(2) from the socket stalls, close with unread data sends
-    FIN instead of RST, the receive buffer does not limit the sender).
+    ``Auto`` is the default: every endpoint (server pod, server port, client pod) starts on TCP
+    while the data path watches how it receives; an endpoint that showed enough connections and
+    messages, and no receive pattern that tcp_bpf serves differently from TCP, is spliced, and one
+    that shows such a pattern is demoted to TCP for good (``spec.auto``). ``DryRun`` pairs and
+    counts, never redirects, and reports the verdicts Auto would take. ``SpliceRelaxedReceive``
+    redirects every connection, and the receiving socket then follows the kernel's tcp_bpf receive
+    path, which differs from TCP in the ways its name warns about (blocking recv may return EAGAIN
+    after a half-close, MSG_WAITALL and SO_RCVLOWAT are not honoured, splice(2) from the socket
+    stalls, close with unread data sends FIN instead of RST; docs/hazards.md).
     """
 
+    AUTO = "Auto"
     DRY_RUN = "DryRun"
     SPLICE = "SpliceRelaxedReceive"
 
 
+DEFAULT_MODE = Mode.AUTO
 _MODES = ", ".join(m.value for m in Mode)
+
+
+@dataclass(frozen=True)
+class EvidenceWindow:
+    """``spec.auto.evidenceWindow``: what an endpoint must show before Auto may splice it."""
+
+    connections: int = 20
+    """Connections of the endpoint seen (1..100000)."""
+    seconds: int = 60
+    """Seconds since the endpoint's first connection (1..86400)."""
+
+
+@dataclass(frozen=True)
+class AutoSpec:
+    """``spec.auto``: used by Auto, and by DryRun for the verdicts it reports."""
+
+    evidence_window: EvidenceWindow = EvidenceWindow()
+    min_messages_per_connection: int = 4
+    """Receives carrying data per connection, on average over both ends (0..1000000); an endpoint
+    below it stays on TCP (its connections are too short for splicing to pay)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +93,8 @@ class SpliceSpec:
 
     pod_selector: LabelSelector
     ports: tuple[int, ...] = ()
-    mode: Mode = Mode.DRY_RUN
+    mode: Mode = DEFAULT_MODE
+    auto: AutoSpec = AutoSpec()
 
 
 @dataclass(frozen=True)
@@ -108,10 +141,50 @@ def _parse_ports(raw: object, source: str) -> tuple[int, ...]:
 
 def _parse_mode(raw: object, source: str) -> Mode:
     if raw is None:
-        return Mode.DRY_RUN
+        return DEFAULT_MODE
     if isinstance(raw, str) and raw in {m.value for m in Mode}:
         return Mode(raw)
     raise InvalidSpec("spec.mode", f"must be one of {_MODES} (case-sensitive), got {describe(raw)}", source)
+
+
+def _bounded(raw: object, default: int, bounds: tuple[int, int], field: str, source: str) -> int:
+    if raw is None:
+        return default
+    low, high = bounds
+    if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+        raise InvalidSpec(field, f"must be an integer from {low} to {high}, got {describe(raw)}", source)
+    return raw
+
+
+def _parse_auto(raw: object, source: str) -> AutoSpec:
+    if raw is None:
+        return AutoSpec()
+    auto = mapping_at(raw, "spec.auto", source)
+    reject_unknown_fields(auto, AUTO_FIELDS, "spec.auto", source)
+    window = EvidenceWindow()
+    if auto.get("evidenceWindow") is not None:
+        field = "spec.auto.evidenceWindow"
+        raw_window = mapping_at(auto["evidenceWindow"], field, source)
+        reject_unknown_fields(raw_window, WINDOW_FIELDS, field, source)
+        window = EvidenceWindow(
+            _bounded(
+                raw_window.get("connections"),
+                window.connections,
+                WINDOW_CONNECTIONS,
+                f"{field}.connections",
+                source,
+            ),
+            _bounded(raw_window.get("seconds"), window.seconds, WINDOW_SECONDS, f"{field}.seconds", source),
+        )
+    default = AutoSpec()
+    messages = _bounded(
+        auto.get("minMessagesPerConnection"),
+        default.min_messages_per_connection,
+        MIN_MESSAGES,
+        "spec.auto.minMessagesPerConnection",
+        source,
+    )
+    return AutoSpec(window, messages)
 
 
 def parse_spec(raw: object, source: str = "") -> SpliceSpec:
@@ -130,7 +203,10 @@ def parse_spec(raw: object, source: str = "") -> SpliceSpec:
         )
     selector = parse_label_selector(spec["podSelector"], "spec.podSelector", source)
     return SpliceSpec(
-        selector, _parse_ports(spec.get("ports"), source), _parse_mode(spec.get("mode"), source)
+        selector,
+        _parse_ports(spec.get("ports"), source),
+        _parse_mode(spec.get("mode"), source),
+        _parse_auto(spec.get("auto"), source),
     )
 
 

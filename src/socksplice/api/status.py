@@ -8,6 +8,11 @@ Pure functions over plain dicts, the shapes the API server stores (``crds/splice
 - ``rollup`` computes a SocketSplice ``status`` from the operator's own plan (which pods the
   selector matches, on which node) and the SpliceNodes of those nodes (what each agent attached).
 - ``set_condition`` keeps ``lastTransitionTime`` when a condition's status does not change.
+
+For Auto and DryRun the roll-up also answers "is my app safe to splice, and why not": endpoint
+counts by verdict summed over the nodes (``endpoints``), the most recent demoted endpoints with
+their reasons (``demoted``, at most ``MAX_DEMOTED``), and the ``Observing`` condition, False when
+some node cannot observe receive patterns (Auto acts as DryRun there).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from socksplice.api.planning import plan
 from socksplice.api.pods import PodRef
-from socksplice.api.socketsplice import GROUP, VERSION, SocketSplice
+from socksplice.api.socketsplice import GROUP, VERSION, Mode, SocketSplice
 
 SPLICENODE_KIND = "SpliceNode"
 SPLICENODE_PLURAL = "splicenodes"
@@ -27,6 +32,11 @@ SPLICENODE_API_VERSION = f"{GROUP}/{VERSION}"
 
 READY = "Ready"
 DEGRADED = "Degraded"
+OBSERVING = "Observing"
+"""Auto and DryRun only: True when every node with selected pods observes receive patterns."""
+OBSERVATION_UNAVAILABLE = "ObservationUnavailable"
+MAX_DEMOTED = 20
+"""Demoted endpoints a SocketSplice status lists (newest first); ``endpoints.demoted`` counts all."""
 MAX_MESSAGE = 1024
 """Characters of a condition message kept (the whole list of problems can be long)."""
 
@@ -84,6 +94,15 @@ class NodeView:
     agent_seen: bool
     agent_generation: int
     problem: str
+    endpoints: Mapping[str, int] | None = None
+    """Endpoint counts by verdict (``audit``, ``spliced``, ``demoted``), None when the agent gives none."""
+    observation: str = ""
+    """Why this node's data path cannot observe receive patterns, empty when it can."""
+    demoted: tuple[dict[str, Any], ...] = ()
+    """The node's listed demoted endpoints of this SocketSplice, as ``status.demoted`` entries."""
+
+
+_COUNTS = (("audit", "endpointsAudit"), ("spliced", "endpointsSpliced"), ("demoted", "endpointsDemoted"))
 
 
 def _policy_entry(node: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
@@ -91,6 +110,30 @@ def _policy_entry(node: Mapping[str, Any], key: str) -> Mapping[str, Any] | None
         if isinstance(p, Mapping) and p.get("name") == key:
             return p
     return None
+
+
+def _demoted(node_name: str, node: Mapping[str, Any], key: str) -> tuple[dict[str, Any], ...]:
+    # imported here: api.nodestatus reads this module's timestamp helpers at import
+    from socksplice.api.nodestatus import DEMOTED, EndpointStatus
+
+    out = []
+    for raw in node.get("endpoints") or []:
+        if not isinstance(raw, Mapping):
+            continue
+        e = EndpointStatus.from_dict(raw)
+        if e.policy != key or e.verdict != DEMOTED:
+            continue
+        entry: dict[str, Any] = {
+            "node": node_name,
+            "server": e.server,
+            "client": e.client,
+            "port": e.port,
+            "reason": e.reason[:MAX_MESSAGE],
+        }
+        if e.since is not None:
+            entry["since"] = timestamp(e.since)
+        out.append(entry)
+    return tuple(out)
 
 
 def _node_view(
@@ -110,7 +153,48 @@ def _node_view(
     fatal = [c.get("name", "?") for c in node.get("doctor") or [] if c.get("severity") == "fatal"]
     if fatal:
         problem = "kernel cannot splice: " + ", ".join(map(str, fatal))
-    return NodeView(name, matched, min(attached, matched), pairs, True, generation, problem)
+    counts = None
+    if entry and any(field in entry for _, field in _COUNTS):
+        counts = {name: int(entry.get(field) or 0) for name, field in _COUNTS}
+    return NodeView(
+        name,
+        matched,
+        min(attached, matched),
+        pairs,
+        True,
+        generation,
+        problem,
+        counts,
+        str(node.get("observation") or ""),
+        _demoted(name, node, key),
+    )
+
+
+def _newest_first(entry: Mapping[str, Any]) -> tuple[float, str, str, int, str]:
+    since = parse_timestamp(entry.get("since"))
+    return (
+        -since.timestamp() if since else 0.0,
+        str(entry["node"]),
+        str(entry["server"]),
+        int(entry["port"]),
+        str(entry["client"]),
+    )
+
+
+def _observing(splice: SocketSplice, views: list[NodeView]) -> tuple[str, str, str]:
+    blind = [v for v in views if v.agent_seen and v.observation]
+    if not blind:
+        return "True", "Observing", "every node with selected pods observes how their endpoints receive"
+    acts = (
+        "Auto acts as DryRun there: nothing is spliced, endpoints stay Audit"
+        if splice.spec.mode is Mode.AUTO
+        else "verdicts stay Audit there"
+    )
+    return (
+        "False",
+        OBSERVATION_UNAVAILABLE,
+        "; ".join(f"{v.name}: {v.observation}" for v in blind) + f" ({acts})",
+    )
 
 
 def rollup(
@@ -126,7 +210,10 @@ def rollup(
     Matched pods are the operator's own plan (the same ``plan`` the agents run); accelerated pods
     are what each node's agent reports attached for this SocketSplice, capped at the matched count.
     Ready is True when every matched pod is attached (or none is matched); Degraded is True when
-    an agent on a node with matched pods is missing, silent, failing, or cannot splice.
+    an agent on a node with matched pods is missing, silent, failing, or cannot splice. Auto and
+    DryRun add Observing (False, reason ``ObservationUnavailable``, when a node's agent reports that
+    its data path cannot observe receive patterns). ``endpoints`` sums the nodes' endpoint counts by
+    verdict; ``demoted`` lists the newest ``MAX_DEMOTED`` demoted endpoints the nodes list.
     """
     previous = list(previous)
     pod_list = [p for p in pods if p.namespace == splice.namespace]
@@ -151,9 +238,15 @@ def rollup(
         }
         if v.pairs is not None:
             entry["pairsSpliced"] = v.pairs
+        if v.endpoints is not None:
+            entry.update({field: v.endpoints[name] for name, field in _COUNTS})
+        if v.observation:
+            entry["observation"] = v.observation[:MAX_MESSAGE]
         if v.problem:
             entry["message"] = v.problem[:MAX_MESSAGE]
         entries.append(entry)
+    endpoints = {name: sum((v.endpoints or {}).get(name, 0) for v in views) for name, _ in _COUNTS}
+    demoted = sorted((d for v in views for d in v.demoted), key=_newest_first)[:MAX_DEMOTED]
     scheduled = [v for v in views if v.name != "(unscheduled)"]
     missing = [v for v in scheduled if v.attached < v.matched]
     problems = [v for v in scheduled if v.problem]
@@ -173,14 +266,19 @@ def rollup(
     else:
         degraded = ("False", "AsExpected", "no agent reports a problem")
     gen = splice.generation
+    conditions = [
+        set_condition(previous, READY, *ready, gen, now),
+        set_condition(previous, DEGRADED, *degraded, gen, now),
+    ]
+    if splice.spec.mode is not Mode.SPLICE:
+        conditions.append(set_condition(previous, OBSERVING, *_observing(splice, views), gen, now))
     return {
         "observedGeneration": gen,
         "matchedPods": matched,
         "acceleratedPods": accelerated,
         "nodeCount": len(entries),
         "nodes": entries,
-        "conditions": [
-            set_condition(previous, READY, *ready, gen, now),
-            set_condition(previous, DEGRADED, *degraded, gen, now),
-        ],
+        "endpoints": endpoints,
+        "demoted": demoted,
+        "conditions": conditions,
     }
