@@ -36,11 +36,15 @@ def abi_text() -> str:
 
 
 def header_names() -> tuple[list[str], list[str], dict[str, list[str]]]:
-    """(defines, members of enum ss_counter in order, struct name -> field names in order)."""
+    """(defines, members of enum ss_counter then enum ss_evidence in order, struct name -> field names)."""
     text = abi_text()
     defines = re.findall(r"^#define (SS_\w+)\s+\S", text, re.M)
-    [enum_body] = re.findall(r"enum ss_counter \{(.*?)\};", text, re.S)
-    counters = re.findall(r"\b(SS_\w+)\b", enum_body)
+    counters = [
+        name
+        for enum in ("ss_counter", "ss_evidence")
+        for body in re.findall(rf"enum {enum} \{{(.*?)\}};", text, re.S)
+        for name in re.findall(r"\b(SS_\w+)\b", body)
+    ]
     structs = {
         name: re.findall(r"(\w+)\s*(?:\[[^\]]*\])?\s*;", body)
         for name, body in re.findall(r"struct (ss_\w+) \{(.*?)\};", text, re.S)
@@ -122,7 +126,12 @@ def test_every_python_constant_is_the_headers(abi: dict[str, Any]) -> None:
 
 def test_counters_are_the_enum_in_order(abi: dict[str, Any]) -> None:
     _, members, _ = header_names()
-    assert members == [f"SS_C_{name.upper()}" for name in layout.COUNTERS] + ["SS_NR_COUNTERS"]
+    counters = [f"SS_C_{name.upper()}" for name in layout.COUNTERS] + ["SS_NR_COUNTERS"]
+    evidence = [f"SS_E_{name.upper()}" for name in layout.EVIDENCE] + ["SS_NR_EVIDENCE"]
+    assert members == counters + evidence
+    for i, name in enumerate(layout.EVIDENCE):
+        assert abi["constants"][f"SS_E_{name.upper()}"] == i, name
+    assert abi["constants"]["SS_NR_EVIDENCE"] == layout.NR_EVIDENCE
     for i, name in enumerate(layout.COUNTERS):
         assert abi["constants"][f"SS_C_{name.upper()}"] == i, name
     assert abi["constants"]["SS_NR_COUNTERS"] == layout.NR_COUNTERS == len(layout.COUNTERS)

@@ -22,16 +22,56 @@ from pathlib import Path
 from typing import Any, Literal
 
 from socksplice.bpf import headers as headers_mod
-from socksplice.bpf.layout import COUNTERS, LAYOUT_VERSION, NR_COUNTERS, PodConfigStruct, PodDatapathConfig
+from socksplice.bpf.layout import (
+    COUNTERS,
+    ENDPOINT_SLOTS,
+    EVIDENCE,
+    LAYOUT_VERSION,
+    NR_COUNTERS,
+    EndpointKeyStruct,
+    EvidenceStruct,
+    PodConfigStruct,
+    PodDatapathConfig,
+    VerdictStruct,
+)
 from socksplice.errors import KernelError, KernelUnsupported
-from socksplice.kernel import bpffs, bpfsys
+from socksplice.kernel import bpffs, bpfsys, tracefs
 from socksplice.kernel.btf import Btf
 
 log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("socksplice.h", "sockops.c", "sk_msg.c")
-PINNED_MAPS = ("sock_hash", "sk_state", "pod_config", "pairs", "syn_hints", "peer_of", "counters")
+OBSERVE_SOURCES = ("observe_recv.c", "observe_fd.c", "observe_close.c")
+"""The observation programs (tracepoints), compiled in only where the kernel has what they need."""
+PINNED_MAPS = (
+    "sock_hash",
+    "sk_state",
+    "pod_config",
+    "pairs",
+    "syn_hints",
+    "peer_of",
+    "counters",
+    "verdicts",
+    "evidence",
+    "demoted",
+    "watch",
+)
+TRACEPOINTS = (
+    "sock:sock_recv_length",
+    "sock:inet_sock_set_state",
+    "tcp:tcp_destroy_sock",
+    "syscalls:sys_enter_read",
+    "syscalls:sys_enter_recvfrom",
+    "syscalls:sys_enter_recvmsg",
+    "syscalls:sys_enter_readv",
+    "syscalls:sys_enter_splice",
+    "syscalls:sys_enter_sendfile64",
+    "syscalls:sys_enter_ioctl",
+)
+"""What the observation programs attach to (docs/auto.md)."""
+EndpointTuple = tuple[int, int, int]
+"""(server netns cookie, client netns cookie, server port): an endpoint as the data path keys it."""
 
 AttachOutcome = Literal["attached", "replaced", "unchanged"]
 
@@ -60,6 +100,8 @@ class DatapathSettings:
     """Pages of node-wide TCP memory from which a spliced receiver is held to its own buffer
     (``sk_rcvbuf``) again. 0: the kernel's ``net.ipv4.tcp_mem[0]``, below which TCP itself
     does not regulate memory."""
+    observe: bool = True
+    """Load the observation programs (Auto mode needs them) where the kernel supports them."""
     program_tag: int = 0
     """Compiled in as SS_PROGRAM_TAG, an instruction of each program: a build that differs from
     another only by this number is other bytecode (another kernel program tag) over the same
@@ -88,10 +130,10 @@ def _discard_failed(settings: DatapathSettings, adopted: bool) -> None:
             return  # not empty (another version's pins) or already gone
 
 
-def program_source() -> str:
+def program_source(observe: bool = False) -> str:
     """One translation unit: bcc only treats functions of its main file as programs."""
     parts = []
-    for name in SOURCES:
+    for name in SOURCES + (OBSERVE_SOURCES if observe else ()):
         text = (SOURCE_DIR / name).read_text().replace('#include "socksplice.h"', "")
         parts.append(f'#line 1 "{name}"\n{text}\n')
     return "".join(parts)
@@ -113,19 +155,77 @@ KERNEL_FIELDS = {
 def kernel_field_cflags(btf: Btf | None = None) -> list[str]:
     """``-D`` offsets of :data:`KERNEL_FIELDS` in this kernel (KernelUnsupported without BTF)."""
     btf = btf or Btf.running()
+    return _field_cflags(btf, KERNEL_FIELDS) + _byte_field(btf, "sk_userlocks", "SK_USERLOCKS")
+
+
+OBSERVE_FIELDS = {
+    "SS_OFF_TASK_NVCSW": ("task_struct", "nvcsw", 8),
+    "SS_OFF_TASK_FILES": ("task_struct", "files", 8),
+    "SS_OFF_FILES_FDT": ("files_struct", "fdt", 8),
+    "SS_OFF_FDT_MAX_FDS": ("fdtable", "max_fds", 4),
+    "SS_OFF_FDT_FD": ("fdtable", "fd", 8),
+    "SS_OFF_FILE_PRIVATE_DATA": ("file", "private_data", 8),
+    "SS_OFF_SOCKET_SK": ("socket", "sk", 8),
+    "SS_OFF_SK_RCVLOWAT": ("sock", "sk_rcvlowat", 4),
+    "SS_OFF_SK_RCVTIMEO": ("sock", "sk_rcvtimeo", 8),
+    "SS_OFF_SK_ERR": ("sock", "sk_err", 4),
+}
+"""Kernel struct fields the observation programs read, located in the running kernel's BTF."""
+
+
+def _field_cflags(btf: Btf, fields: dict[str, tuple[str, str, int]]) -> list[str]:
     out = []
-    for macro, (struct_name, member, size) in KERNEL_FIELDS.items():
+    for macro, (struct_name, member, size) in fields.items():
         m = btf.member(struct_name, member)
         if m.size != size:
             raise KernelUnsupported(
                 f"{struct_name}.{member} is {m.size} bytes here; the programs read {size}"
             )
         out.append(f"-D{macro}={m.offset}")
-    locks = btf.member("sock", "sk_userlocks")  # u8, or a 4-bit bit-field on older kernels
-    if locks.size not in (0, 1) or locks.bit_offset + locks.bit_size > 8:
-        raise KernelUnsupported(f"sock.sk_userlocks is laid out as {locks} here; the programs read one byte")
-    out += [f"-DSS_OFF_SK_USERLOCKS={locks.offset}", f"-DSS_USERLOCKS_SHIFT={locks.bit_offset}"]
     return out
+
+
+def _byte_field(btf: Btf, member: str, macro: str) -> list[str]:
+    """A ``struct sock`` member the programs read as one byte (a bit-field on older kernels)."""
+    m = btf.member("sock", member)
+    if m.size not in (0, 1) or m.bit_offset + m.bit_size > 8:
+        raise KernelUnsupported(f"sock.{member} is laid out as {m} here; the programs read one byte")
+    return [f"-DSS_OFF_{macro}={m.offset}", f"-DSS_{macro.removeprefix('SK_')}_SHIFT={m.bit_offset}"]
+
+
+def observe_cflags(btf: Btf | None = None) -> list[str]:
+    """``-D`` flags of the observation programs (KernelUnsupported where a field is missing)."""
+    btf = btf or Btf.running()
+    return [
+        "-DSS_OBSERVE=1",
+        *_field_cflags(btf, OBSERVE_FIELDS),
+        *_byte_field(btf, "sk_shutdown", "SK_SHUTDOWN"),
+        f"-DSS_FIONREAD_DIFFERS={0 if kernel_has_symbol('tcp_bpf_ioctl') else 1}",
+    ]
+
+
+def kernel_has_symbol(name: str, kallsyms: Path = Path("/proc/kallsyms")) -> bool:
+    """Whether the running kernel has function ``name`` (from /proc/kallsyms)."""
+    try:
+        with kallsyms.open() as f:
+            return any(line.split()[2:3] == [name] for line in f)
+    except OSError:
+        return False
+
+
+def observation_support(btf: Btf | None = None) -> tuple[list[str], str]:
+    """(cflags, "") where the observation programs can run here, else ([], the reason)."""
+    try:
+        events = tracefs.ensure()
+    except KernelError as exc:
+        return [], str(exc)
+    missing = tracefs.missing(TRACEPOINTS, events)
+    if missing:
+        return [], f"this kernel lacks the tracepoint(s) {', '.join(missing)}"
+    try:
+        return observe_cflags(btf), ""
+    except KernelUnsupported as exc:
+        return [], str(exc)
 
 
 def _cflags(settings: DatapathSettings) -> list[str]:
@@ -143,6 +243,10 @@ def _cflags(settings: DatapathSettings) -> list[str]:
     ]
 
 
+def _endpoint_struct(key: EndpointTuple) -> EndpointKeyStruct:
+    return EndpointKeyStruct(server_netns=key[0], client_netns=key[1], port=key[2])
+
+
 @contextmanager
 def _cgroup_fd(cgroup: Path) -> Iterator[int]:
     try:
@@ -158,8 +262,12 @@ def _cgroup_fd(cgroup: Path) -> Iterator[int]:
 class Datapath:
     """The loaded programs and their pinned maps. Create with :meth:`load`."""
 
-    def __init__(self, bpf: Any, settings: DatapathSettings, adopted: bool, load_seconds: float) -> None:
+    def __init__(
+        self, bpf: Any, settings: DatapathSettings, adopted: bool, load_seconds: float, observation: str = ""
+    ) -> None:
         self._bpf = bpf
+        self.observation = observation
+        """Empty when the observation programs run; else why not (Auto then behaves as DryRun)."""
         self.settings = settings
         self.adopted = adopted
         self.load_seconds = load_seconds
@@ -172,6 +280,9 @@ class Datapath:
         bpfsys.prog_attach(self._sockhash_fd, self._sk_msg.fd, bpfsys.BPF_SK_MSG_VERDICT)
         self._pods = bpf[b"pod_config"]
         self._counters = bpf[b"counters"]
+        self._verdicts = bpf[b"verdicts"]
+        self._evidence = bpf[b"evidence"]
+        self._demoted = bpf[b"demoted"]
         if ctypes.sizeof(self._pods.Leaf) != ctypes.sizeof(PodConfigStruct):
             raise KernelError(
                 "layout: struct ss_pod_config differs between bpf/socksplice.h and bpf/layout.py"
@@ -199,8 +310,14 @@ class Datapath:
         try:
             from bcc import BPF  # imported late: importing bcc needs libbcc
 
-            bpf = BPF(text=program_source().encode(), cflags=_cflags(settings))
-            dp = cls(bpf, settings, adopted, 0.0)
+            observe_flags, observation = (
+                observation_support() if settings.observe else ([], "observation is turned off")
+            )
+            if observation:
+                log.warning("datapath: observation: unavailable: %s (Auto behaves as DryRun)", observation)
+            source = program_source(observe=bool(observe_flags))
+            bpf = BPF(text=source.encode(), cflags=_cflags(settings) + observe_flags)
+            dp = cls(bpf, settings, adopted, 0.0, observation)
         except KernelError:
             _discard_failed(settings, adopted)
             raise
@@ -277,6 +394,61 @@ class Datapath:
         for k, v in self._pods.items():
             out[int(k.value)] = PodDatapathConfig.from_struct(PodConfigStruct.from_buffer_copy(bytes(v)))
         return out
+
+    # --- Auto: evidence and verdicts ------------------------------------------------------
+
+    def evidence(self) -> dict[EndpointTuple, dict[str, int]]:
+        """Per endpoint, what the observation programs counted (docs/auto.md)."""
+        out: dict[EndpointTuple, dict[str, int]] = {}
+        for k, v in self._evidence.items():
+            key = EndpointKeyStruct.from_buffer_copy(bytes(k))
+            counts = EvidenceStruct.from_buffer_copy(bytes(v))
+            out[(int(key.server_netns), int(key.client_netns), int(key.port))] = {
+                name: int(counts.n[i]) for i, name in enumerate(EVIDENCE)
+            }
+        return out
+
+    def forget_endpoints(self, keys: list[EndpointTuple]) -> None:
+        """Drop evidence and verdicts of endpoints whose pods are gone."""
+        for key in keys:
+            raw = bytes(_endpoint_struct(key))
+            for table in (self._evidence, self._verdicts):
+                try:
+                    del table[table.Key.from_buffer_copy(raw)]
+                except KeyError:
+                    continue
+
+    def set_verdicts(self, spliced: dict[EndpointTuple, int]) -> None:
+        """Make ``verdicts`` hold exactly ``spliced`` (endpoint -> demotion slot): new connections of
+        those endpoints are spliced, of every other endpoint not."""
+        current: dict[EndpointTuple, int] = {}
+        for k, v in self._verdicts.items():
+            raw = EndpointKeyStruct.from_buffer_copy(bytes(k))
+            current[(int(raw.server_netns), int(raw.client_netns), int(raw.port))] = int(
+                VerdictStruct.from_buffer_copy(bytes(v)).slot
+            )
+        for key in current.keys() - spliced.keys():
+            try:
+                del self._verdicts[self._verdicts.Key.from_buffer_copy(bytes(_endpoint_struct(key)))]
+            except KeyError:
+                continue
+        for key, slot in spliced.items():
+            if current.get(key) == slot:
+                continue
+            if not 0 < slot < ENDPOINT_SLOTS:
+                raise ValueError(f"endpoint slot {slot} is outside 1..{ENDPOINT_SLOTS - 1}")
+            leaf = bytes(VerdictStruct(splice=1, slot=slot))
+            self._verdicts[self._verdicts.Key.from_buffer_copy(bytes(_endpoint_struct(key)))] = (
+                self._verdicts.Leaf.from_buffer_copy(leaf)
+            )
+
+    def demoted_slots(self) -> set[int]:
+        """Slots whose demotion flag is set (by the observation programs, or :meth:`set_demoted`)."""
+        return {int(k.value) for k, v in self._demoted.items() if int(v.value)}
+
+    def set_demoted(self, slot: int, demoted: bool) -> None:
+        """Set or clear a slot's demotion flag (cleared when the slot is given to a new endpoint)."""
+        self._demoted[self._demoted.Key(slot)] = self._demoted.Leaf(1 if demoted else 0)
 
     # --- observation ---------------------------------------------------------------------
 

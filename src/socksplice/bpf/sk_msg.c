@@ -4,7 +4,9 @@
  * socket's receive queue when the connection is paired and this direction never used TCP;
  * otherwise passes it to TCP and sets the ratchet, so the direction stays on TCP for the
  * connection's life (a later redirected chunk would overtake bytes still in the TCP path).
- * Every decision is counted by reason. Any miss is SK_PASS: plain TCP.
+ * Every decision is counted by reason. Any miss is SK_PASS: plain TCP. In Auto, a connection of an
+ * endpoint that was demoted (its flag in `demoted`, set by the observation programs or the agent)
+ * moves to TCP the same way, at its next send.
  *
  * Backpressure: a redirected message is queued on the peer by bpf_tcp_ingress (tcp_bpf.c), which
  * charges the peer's sk_rmem_alloc but never compares it with sk_rcvbuf, and the sender's memory
@@ -28,13 +30,6 @@ static __always_inline int ss_fallback(struct ss_sock_state *st, __u32 slot, __u
 	ss_count(slot, SS_C_MSGS_FALLBACK, 1);
 	ss_count(slot, SS_C_BYTES_FALLBACK, len);
 	return SK_PASS;
-}
-
-static __always_inline __u64 ss_read(__u64 addr, __u32 off, __u32 size)
-{
-	__u64 v = 0; /* little-endian: a 1- or 4-byte read fills the low bytes */
-	bpf_probe_read_kernel(&v, size & 0xf, (void *)(addr + off));
-	return v;
 }
 
 /* The receiver may hold more than its sk_rcvbuf (up to SS_UNREAD_LIMIT) only when it did not set
@@ -104,6 +99,14 @@ int ss_sk_msg(struct sk_msg_md *msg)
 	__u32 slot = st->policy_slot;
 	if (st->flags & SS_SK_TX_TCP)
 		return ss_fallback(st, slot, SS_C_FALLBACK_RATCHET, len);
+	if (st->endpoint_slot) {
+		/* Auto: the endpoint was demoted (an application of it saw, or would see, tcp_bpf's
+		 * receive differences): this direction moves to TCP for good, like the ratchet. */
+		__u32 ep_slot = st->endpoint_slot;
+		__u32 *d = demoted.lookup(&ep_slot);
+		if (d && *d)
+			return ss_fallback(st, slot, SS_C_FALLBACK_DEMOTED, len);
+	}
 
 	__u64 peer = st->peer;
 	if (!peer) {

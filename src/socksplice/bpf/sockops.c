@@ -21,6 +21,12 @@ static __always_inline int ss_port_mode(const struct ss_pod_config *cfg, __u16 p
 	for (int i = 0; i < SS_MAX_PORTS; i++)
 		if (cfg->splice_ports[i] == port)
 			return SS_MODE_SPLICE;
+	if (cfg->flags & SS_POD_AUTO_ALL)
+		return SS_MODE_AUTO;
+#pragma unroll
+	for (int i = 0; i < SS_MAX_PORTS; i++)
+		if (cfg->auto_ports[i] == port)
+			return SS_MODE_AUTO;
 	if (cfg->flags & SS_POD_DRYRUN_ALL)
 		return SS_MODE_DRYRUN;
 #pragma unroll
@@ -76,6 +82,64 @@ static __always_inline int ss_insert(struct bpf_sock_ops *skops, struct ss_sock_
 	return 0;
 }
 
+/* A connection's mode is the lesser of its two ends' (SS_MODE_* are ordered). */
+static __always_inline int ss_min_mode(int a, int b)
+{
+	return a < b ? a : b;
+}
+
+/* Whether a new connection of this endpoint enters the SOCKHASH, and its demotion slot: always in
+ * SpliceRelaxedReceive (no slot: that mode never demotes), in Auto only when the agent promoted
+ * the endpoint (`verdicts`). */
+static __always_inline int ss_decide(int mode, const struct ss_endpoint_key *ep, __u32 *slot)
+{
+	*slot = 0;
+	if (mode == SS_MODE_SPLICE)
+		return 1;
+	if (mode != SS_MODE_AUTO)
+		return 0;
+	struct ss_verdict *v = verdicts.lookup((void *)ep);
+	if (!v || !v->splice || v->slot == 0 || v->slot >= SS_ENDPOINT_SLOTS)
+		return 0;
+	__u32 s = v->slot;
+	__u32 *d = demoted.lookup(&s);
+	if (!d || *d) /* demoted since the agent last wrote the verdict */
+		return 0;
+	*slot = s;
+	return 1;
+}
+
+/* Watch this socket of a connection between two selected pods: the observation programs look it
+ * up by its struct sock address. */
+static __always_inline void ss_watch_sock(__u64 sk_addr, const struct ss_endpoint_key *ep, __u32 slot, __u32 flags,
+					  __u32 policy_slot)
+{
+	struct ss_watch w = {.slot = slot, .flags = flags};
+	w.ep.server_netns = ep->server_netns;
+	w.ep.client_netns = ep->client_netns;
+	w.ep.port = ep->port;
+	if (watch.update(&sk_addr, &w) != 0)
+		ss_count(policy_slot, SS_C_ERR_WATCH, 1);
+}
+
+/* The server end counts the endpoint's connections (creating its evidence on the first). */
+static __always_inline void ss_count_connection(const struct ss_endpoint_key *ep, int spliced, __u32 policy_slot)
+{
+	struct ss_evidence_counts *ev = evidence.lookup((void *)ep);
+	if (!ev) {
+		struct ss_evidence_counts zero = {};
+		evidence.update((void *)ep, &zero); /* BPF_ANY: a racing creator only zeroes a new entry */
+		ev = evidence.lookup((void *)ep);
+		if (!ev) {
+			ss_count(policy_slot, SS_C_ERR_WATCH, 1);
+			return;
+		}
+	}
+	ss_evidence_add(ev, SS_E_CONNECTIONS, 1);
+	if (spliced)
+		ss_evidence_add(ev, SS_E_SPLICED_CONNECTIONS, 1);
+}
+
 /* A request socket (the server end during the handshake): note that a selected listener here
  * saw this client's SYN, and in which mode it would splice the port (also none: the server end
  * then counts the pair as skipped for its port). */
@@ -92,7 +156,7 @@ static __always_inline void ss_note_syn(struct bpf_sock_ops *skops)
 	key.client_port = bpf_ntohl(SS_CTX_U32(skops->remote_port));
 	if (ss_is_loopback(key.client_addr))
 		key.netns_scope = netns;
-	struct ss_hint_val val = {.server_port = port, .server_mode = mode};
+	struct ss_hint_val val = {.server_port = port, .server_mode = mode, .server_netns = netns};
 	syn_hints.update(&key, &val);
 }
 
@@ -163,18 +227,27 @@ int ss_sockops(struct bpf_sock_ops *skops)
 			ss_count(slot, SS_C_CONNS_UNPAIRED, 1);
 			return 1;
 		}
-		int theirs = hint->server_mode;
-		int mine = ss_port_mode(cfg, (__u16)hint->server_port);
+		int mode = ss_min_mode(hint->server_mode, ss_port_mode(cfg, (__u16)hint->server_port));
+		struct ss_endpoint_key ep = {.server_netns = hint->server_netns, .client_netns = netns, .port = hint->server_port};
 		syn_hints.delete(&hkey);
-		struct ss_pair_val me = {
-			.sock_id = id, .sk_addr = st->sk_addr, .netns = netns, .local_port = local_port, .passive = passive};
-		int rc = pairs.update(&key, &me);
-		if (rc != 0) {
-			ss_count(slot, SS_C_ERR_PAIRS_UPDATE, 1);
+		__u32 ep_slot = 0;
+		int splice = mode != SS_MODE_NONE && ss_decide(mode, &ep, &ep_slot) && ss_insert(skops, st, &id) == 0;
+		struct ss_pair_val me = {.sock_id = id,
+					 .sk_addr = st->sk_addr,
+					 .netns = netns,
+					 .local_port = local_port,
+					 .passive = passive,
+					 .spliced = splice};
+		if (pairs.update(&key, &me) != 0)
+			ss_count(slot, SS_C_ERR_PAIRS_UPDATE, 1); /* if spliced: its sends stay on TCP (unpaired) */
+		if (mode == SS_MODE_NONE)
+			return 1;
+		if (splice) {
+			st->endpoint_slot = ep_slot;
+			ss_watch_sock(st->sk_addr, &ep, ep_slot, SS_W_SPLICED, slot);
 			return 1;
 		}
-		if (mine == SS_MODE_SPLICE && theirs == SS_MODE_SPLICE)
-			ss_insert(skops, st, &id);
+		ss_watch_sock(st->sk_addr, &ep, 0, 0, slot);
 		return 1;
 	}
 
@@ -182,6 +255,7 @@ int ss_sockops(struct bpf_sock_ops *skops)
 	__u64 peer_id = first->sock_id;
 	__u64 peer_sk = first->sk_addr;
 	__u64 peer_netns = first->netns;
+	int first_spliced = first->spliced;
 	__u16 server_port = passive ? local_port : first->local_port;
 	pairs.delete(&key);
 
@@ -190,23 +264,39 @@ int ss_sockops(struct bpf_sock_ops *skops)
 		ss_count(slot, SS_C_PAIRS_PEER_UNKNOWN, 1);
 		return 1;
 	}
-	int mine = ss_port_mode(cfg, server_port);
-	int theirs = ss_port_mode(peer_cfg, server_port);
-	if (mine == SS_MODE_NONE || theirs == SS_MODE_NONE) {
+	int mode = ss_min_mode(ss_port_mode(cfg, server_port), ss_port_mode(peer_cfg, server_port));
+	if (mode == SS_MODE_NONE) {
 		ss_count(slot, SS_C_PAIRS_PORT_SKIPPED, 1);
 		return 1;
 	}
-	if (mine == SS_MODE_DRYRUN || theirs == SS_MODE_DRYRUN) {
-		ss_count(slot, SS_C_PAIRS_DRYRUN, 1);
+	/* The second end is the server (the client always arrives first: see above). */
+	struct ss_endpoint_key ep = {.server_netns = netns, .client_netns = peer_netns, .port = server_port};
+	__u32 ep_slot = 0;
+	if (passive)
+		ss_decide(mode, &ep, &ep_slot); /* the slot only: the first end's decision stands */
+	/* Splice only when the first end entered the SOCKHASH (its decision stands: a verdict written
+	 * between the two ends' callbacks changes nothing for this connection). */
+	if (!passive || !first_spliced || (mode != SS_MODE_SPLICE && mode != SS_MODE_AUTO)) {
+		ss_count(slot, mode == SS_MODE_DRYRUN ? SS_C_PAIRS_DRYRUN : SS_C_PAIRS_AUDIT, 1);
+		if (passive) {
+			ss_watch_sock(st->sk_addr, &ep, 0, SS_W_SERVER, slot);
+			ss_count_connection(&ep, 0, slot);
+		}
 		return 1;
 	}
-	if (ss_insert(skops, st, &id) != 0)
+	if (ss_insert(skops, st, &id) != 0) {
+		ss_watch_sock(st->sk_addr, &ep, 0, SS_W_SERVER, slot);
+		ss_count_connection(&ep, 0, slot);
 		return 1;
+	}
 	st->peer = peer_id;
 	st->peer_sk = peer_sk;
+	st->endpoint_slot = ep_slot;
 	/* Only now may the first end redirect to us: we are in the SOCKHASH. */
 	struct ss_peer me = {.sock_id = id, .sk_addr = st->sk_addr};
 	peer_of.update(&peer_id, &me);
 	ss_count(slot, SS_C_PAIRS_SPLICED, 1);
+	ss_watch_sock(st->sk_addr, &ep, ep_slot, SS_W_SPLICED | SS_W_SERVER, slot);
+	ss_count_connection(&ep, 1, slot);
 	return 1;
 }

@@ -26,13 +26,14 @@
 
 /* ---- ABI: shared with the agent and with other builds over the same pins ------------------- */
 
-#define SS_LAYOUT_VERSION 4
+#define SS_LAYOUT_VERSION 5
 
 #define SS_MAX_PORTS 16
 
 /* pod_config.flags */
 #define SS_POD_SPLICE_ALL 0x1 /* every server port is spliced */
 #define SS_POD_DRYRUN_ALL 0x2  /* every server port is counted as "would splice" */
+#define SS_POD_AUTO_ALL 0x4    /* every server port is spliced once its endpoint is proven (Auto) */
 
 /* Per pod (keyed by the pod's network namespace cookie), written by the agent. */
 struct ss_pod_config {
@@ -40,6 +41,7 @@ struct ss_pod_config {
 	__u32 policy_slot; /* counters are attributed to this policy slot (0 = none) */
 	__u16 splice_ports[SS_MAX_PORTS]; /* 0 terminates */
 	__u16 dryrun_ports[SS_MAX_PORTS];
+	__u16 auto_ports[SS_MAX_PORTS];
 };
 
 /* Identifies one TCP connection from both ends, across destination NAT: the client's
@@ -61,6 +63,8 @@ struct ss_pair_val {
 	__u64 netns;    /* its network namespace cookie */
 	__u32 local_port;
 	__u32 passive;  /* 1 if it is the server end */
+	__u32 spliced;  /* 1 if the first end entered the SOCKHASH: the second end follows its decision */
+	__u32 pad;
 };
 
 /* A selected pod's listener saw this client's SYN (written at the request socket's
@@ -77,11 +81,71 @@ struct ss_hint_key {
 struct ss_hint_val {
 	__u32 server_port; /* the listener's real port (the client may see a DNAT'ed one) */
 	__u32 server_mode; /* SS_MODE_* of the listener's pod for that port */
+	__u64 server_netns; /* the listener's network namespace cookie (names the endpoint) */
 };
 
+/* Ordered: a connection gets the lesser of its two ends' modes. */
 #define SS_MODE_NONE 0
 #define SS_MODE_DRYRUN 1
-#define SS_MODE_SPLICE 2
+#define SS_MODE_AUTO 2
+#define SS_MODE_SPLICE 3
+
+/* An endpoint: a server pod's port and one client pod that connects to it, the unit of Auto's
+ * decision. Both pods by network namespace cookie (the same pod for loopback connections). */
+struct ss_endpoint_key {
+	__u64 server_netns;
+	__u64 client_netns;
+	__u32 port; /* the server's real port */
+	__u32 pad;
+};
+
+#define SS_ENDPOINT_SLOTS 4096 /* demotion flags (`demoted`); slot 0 means none */
+
+/* Written by the agent for an endpoint Auto has promoted: new connections enter the SOCKHASH. */
+struct ss_verdict {
+	__u32 splice; /* 1: splice new connections of this endpoint */
+	__u32 slot;   /* index into `demoted` (1..SS_ENDPOINT_SLOTS-1) */
+};
+
+/* A socket of a watched connection (every connection between two selected pods), keyed by its
+ * struct sock address, which is what tracepoints report: written by sockops, read by the
+ * observation programs, deleted when the kernel destroys the socket. */
+#define SS_W_SPLICED 0x1 /* the socket is in the SOCKHASH (its receives follow tcp_bpf) */
+#define SS_W_SERVER 0x2  /* the server end */
+struct ss_watch {
+	struct ss_endpoint_key ep;
+	__u32 slot;  /* the endpoint's demotion flag (0: none, as in SpliceRelaxedReceive) */
+	__u32 flags; /* SS_W_* */
+};
+
+/* Per endpoint, counted by the programs since the endpoint's first connection (never reset):
+ * activity, then receive patterns tcp_bpf would serve differently (seen on any watched socket),
+ * then results an application got that TCP would not have given (spliced sockets only). */
+enum ss_evidence {
+	SS_E_CONNECTIONS = 0,
+	SS_E_SPLICED_CONNECTIONS,
+	SS_E_RECEIVES,           /* receive calls that returned data */
+	SS_E_BYTES,              /* bytes those returned */
+	SS_E_BLOCKING_RECEIVES,  /* receive calls without MSG_DONTWAIT */
+	SS_E_WOULD_BLOCKING_WAIT, /* a blocking receive that slept waiting (tcp_bpf: a wake-up without
+	                          * data returns EAGAIN) */
+	SS_E_WOULD_WAITALL,      /* MSG_WAITALL (tcp_bpf returns what is queued) */
+	SS_E_WOULD_RCVLOWAT,     /* a receive with SO_RCVLOWAT > 1 (tcp_bpf ignores it) */
+	SS_E_WOULD_SPLICE,       /* splice(2) or sendfile(2) reading the socket (reads TCP's queue only) */
+	SS_E_WOULD_CLOSE_UNREAD, /* close with unread bytes (TCP resets; tcp_bpf would send FIN) */
+	SS_E_WOULD_FIONREAD,     /* FIONREAD/SIOCINQ where tcp_bpf has no ioctl (counts TCP's queue only) */
+	SS_E_DID_BLOCKING_EAGAIN, /* a blocking receive returned EAGAIN with no SO_RCVTIMEO */
+	SS_E_DID_WAITALL_SHORT,  /* MSG_WAITALL returned less than asked, before EOF */
+	SS_E_DID_RCVLOWAT_SHORT, /* a blocking receive returned less than SO_RCVLOWAT */
+	SS_E_DID_SPLICE,         /* splice(2)/sendfile(2) from a spliced socket */
+	SS_E_DID_CLOSE_UNREAD,   /* close with unread spliced bytes (FIN where TCP resets) */
+	SS_E_DID_FIONREAD,       /* FIONREAD/SIOCINQ on a spliced socket where tcp_bpf has no ioctl */
+	SS_NR_EVIDENCE,
+};
+
+struct ss_evidence_counts {
+	__u64 n[SS_NR_EVIDENCE];
+};
 
 /* Per-socket state in socket-local storage: written by sockops, read by sk_msg. */
 #define SS_SK_IN_MAP 0x1 /* socket was inserted into the SOCKHASH */
@@ -97,7 +161,7 @@ struct ss_sock_state {
 	__u32 flags;
 	__u32 policy_slot;
 	__u32 unchecked; /* bytes redirected since the peer's backlog was last read (sk_msg.c) */
-	__u32 pad;
+	__u32 endpoint_slot; /* Auto: the endpoint's demotion flag in `demoted` (0: none) */
 };
 
 /* What the second end of a pair tells the first (peer_of, keyed by the first end's cookie). */
@@ -111,6 +175,7 @@ enum ss_counter {
 	SS_C_SOCKETS_ADDED = 0,       /* sockets inserted into the SOCKHASH */
 	SS_C_PAIRS_SPLICED,           /* connections whose two ends were paired for splicing */
 	SS_C_PAIRS_DRYRUN,            /* connections that would have been spliced (DryRun) */
+	SS_C_PAIRS_AUDIT,             /* Auto: connections of endpoints not (yet) promoted, on TCP */
 	SS_C_PAIRS_PORT_SKIPPED,      /* both ends local and selected, server port not selected */
 	SS_C_PAIRS_PEER_UNKNOWN,      /* paired with a socket whose pod has no config any more */
 	SS_C_CONNS_UNPAIRED,          /* client ends left on TCP, outside the SOCKHASH, because no
@@ -128,11 +193,13 @@ enum ss_counter {
 	                               * this direction are still unread */
 	SS_C_BACKPRESSURE_ENTERED,    /* directions moved to TCP by backpressure */
 	SS_C_BACKPRESSURE_RESUMED,    /* directions back on the splice after every TCP byte was read */
+	SS_C_FALLBACK_DEMOTED,        /* Auto: the endpoint was demoted; this direction is on TCP */
 	/* Errors (each fails open to TCP): */
 	SS_C_ERR_SOCKHASH_UPDATE,     /* could not insert a socket (map full?) */
 	SS_C_ERR_STORAGE,             /* could not create socket storage */
 	SS_C_ERR_PAIRS_UPDATE,        /* could not record a waiting end (map full?) */
 	SS_C_NO_POD_CONFIG,           /* sockops ran for a socket whose pod has no config */
+	SS_C_ERR_WATCH,               /* could not watch a connection (watch or evidence map full?) */
 	SS_NR_COUNTERS,
 };
 
@@ -165,6 +232,10 @@ enum ss_counter {
 #ifndef SS_MAX_POLICIES
 #define SS_MAX_POLICIES 256
 #endif
+#ifndef SS_ENDPOINTS_SIZE
+#define SS_ENDPOINTS_SIZE 16384
+#endif
+
 #define SS_CHECK_EVERY (64 << 10) /* backpressure: bytes between looks at the peer's backlog */
 #ifndef SS_UNREAD_LIMIT
 #define SS_UNREAD_LIMIT (4 << 20)
@@ -179,6 +250,12 @@ enum ss_counter {
 	!defined(SS_OFF_PROTO_SYSCTL_MEM)
 #error "the loader must give the kernel field offsets (SS_OFF_*) from the running kernel's BTF"
 #endif
+#ifndef SS_OBSERVE
+#define SS_OBSERVE 0 /* 1: the observation programs are compiled in (observe_*.c), with their SS_OFF_* */
+#endif
+#ifndef SS_FIONREAD_DIFFERS
+#define SS_FIONREAD_DIFFERS 0
+#endif
 
 BPF_TABLE_PINNED("hash", __u64, struct ss_pod_config, pod_config, SS_PODS_SIZE, SS_PIN_DIR "/pod_config");
 BPF_TABLE_PINNED("lru_hash", struct ss_pair_key, struct ss_pair_val, pairs, SS_PAIRS_SIZE, SS_PIN_DIR "/pairs");
@@ -187,6 +264,12 @@ BPF_TABLE_PINNED("lru_hash", struct ss_hint_key, struct ss_hint_val, syn_hints, 
 BPF_TABLE_PINNED("lru_hash", __u64, struct ss_peer, peer_of, SS_PAIRS_SIZE, SS_PIN_DIR "/peer_of");
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, counters, SS_MAX_POLICIES * SS_NR_COUNTERS,
 		 SS_PIN_DIR "/counters");
+BPF_TABLE_PINNED("hash", struct ss_endpoint_key, struct ss_verdict, verdicts, SS_ENDPOINTS_SIZE,
+		 SS_PIN_DIR "/verdicts");
+BPF_TABLE_PINNED("hash", struct ss_endpoint_key, struct ss_evidence_counts, evidence, SS_ENDPOINTS_SIZE,
+		 SS_PIN_DIR "/evidence");
+BPF_TABLE_PINNED("array", __u32, __u32, demoted, SS_ENDPOINT_SLOTS, SS_PIN_DIR "/demoted");
+BPF_TABLE_PINNED("lru_hash", __u64, struct ss_watch, watch, SS_SOCKHASH_SIZE, SS_PIN_DIR "/watch");
 
 /* BPF_SOCKHASH and BPF_SK_STORAGE, pinned (bcc has no pinned variant of either). */
 struct sock_hash_table_t {
@@ -234,6 +317,31 @@ static __always_inline void ss_count(__u32 slot, __u32 counter, __u64 n)
 	__u64 *v = counters.lookup(&idx);
 	if (v)
 		*v += n;
+}
+
+/* Read kernel memory at a BTF offset (a miss reads 0). Little-endian: a 1- or 4-byte read fills
+ * the low bytes. */
+static __always_inline __u64 ss_read(__u64 addr, __u32 off, __u32 size)
+{
+	__u64 v = 0;
+	bpf_probe_read_kernel(&v, size & 0xf, (void *)(addr + off));
+	return v;
+}
+
+/* Demote an endpoint's live connections: each moves to TCP at its next send (sk_msg.c). */
+static __always_inline void ss_demote(__u32 slot)
+{
+	if (slot == 0 || slot >= SS_ENDPOINT_SLOTS)
+		return;
+	__u32 *d = demoted.lookup(&slot);
+	if (d)
+		*d = 1;
+}
+
+static __always_inline void ss_evidence_add(struct ss_evidence_counts *ev, __u32 kind, __u64 n)
+{
+	if (kind < SS_NR_EVIDENCE)
+		__sync_fetch_and_add(&ev->n[kind], n);
 }
 
 #endif /* SS_ABI_ONLY */
