@@ -6,7 +6,8 @@ or SpliceNode recomputes only the SocketSplices it can affect (``following``), a
 create, resume or spec update recomputes that one. Nothing is listed again per SocketSplice.
 A slow timer (``RESYNC_SECONDS``) recomputes each SocketSplice from the indexes without any API
 read: an agent that stops is noticed only by time (its SpliceNode's heartbeat gets old, no event
-says so). Condition transitions become Events on the SocketSplice (``configuring``).
+says so). Condition transitions become Events on the SocketSplice (``configuring``), and so does
+each endpoint a SpliceNode newly reports demoted (``demoting``: a Warning ``EndpointDemoted``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from socksplice.errors import InvalidSpec, SockspliceError
 from socksplice.kubeapi import Kube
 from socksplice.operator import benchmarks
 from socksplice.operator.configuring import configure
-from socksplice.operator.following import Body, Statuses, splice_key
+from socksplice.operator.demoting import REASON as DEMOTED_REASON
+from socksplice.operator.demoting import Demotions, Notice
+from socksplice.operator.following import Body, Statuses, find_splice, splice_key
 from socksplice.operator.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,17 @@ def _post(body: Body, line: str, bad: bool) -> None:
 
 
 STATUSES = Statuses(_write_status, _post, METRICS)
+DEMOTIONS = Demotions(started=datetime.now(UTC))
+
+
+def _post_demotions(notices: list[Notice], splices: Mapping[str, Any]) -> None:
+    """A Warning ``EndpointDemoted`` on each notice's SocketSplice (one no longer indexed is skipped)."""
+    for notice in notices:
+        body = find_splice(splices, notice.policy)
+        if body is None:
+            continue
+        kopf.warn(kopf.Body(cast(Any, plain(body))), reason=DEMOTED_REASON, message=notice.message)
+        log.warning("SocketSplice %s: %s", notice.policy, notice.message)
 
 
 @kopf.on.startup()
@@ -125,9 +139,13 @@ async def pod_event(namespace: str | None, **kwargs: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, SPLICENODE_PLURAL)
-async def splicenode_event(name: str, **kwargs: Any) -> None:
-    """A SpliceNode changed: the SocketSplices with pods on that node."""
-    await _refresh(STATUSES.on_node(name), _indexes(kwargs))
+async def splicenode_event(name: str, type: str | None, status: kopf.Status, **kwargs: Any) -> None:
+    """A SpliceNode changed: Events for endpoints it newly reports demoted, and the SocketSplices
+    with pods on that node."""
+    idx = _indexes(kwargs)
+    notices = DEMOTIONS.update(name, None if type == "DELETED" else plain(status))
+    _post_demotions(notices, idx["socketsplices_by_namespace"])
+    await _refresh(STATUSES.on_node(name), idx)
 
 
 # --- SocketSplice ------------------------------------------------------------------------------

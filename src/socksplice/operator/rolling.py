@@ -14,7 +14,7 @@ from typing import Any
 
 from socksplice.api.pods import PodRef, pod_ref_from_api
 from socksplice.api.socketsplice import parse_socketsplice
-from socksplice.api.status import DEGRADED, READY, rollup, set_condition
+from socksplice.api.status import DEGRADED, OBSERVING, READY, rollup, set_condition
 from socksplice.errors import InvalidSpec
 
 
@@ -40,9 +40,9 @@ def transitions(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any
 
 
 def is_bad(event: str) -> bool:
-    """True for a transition worth a Warning Event: Ready turned False or Degraded turned True."""
+    """True for a transition worth a Warning Event: Ready or Observing turned False, Degraded turned True."""
     head = event.split(":", 1)[0]
-    return head in (f"{READY}=False", f"{DEGRADED}=True")
+    return head in (f"{READY}=False", f"{DEGRADED}=True", f"{OBSERVING}=False")
 
 
 def pod_refs(objects: Iterable[Mapping[str, Any] | PodRef]) -> list[PodRef]:
