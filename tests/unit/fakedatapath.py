@@ -22,6 +22,10 @@ class FakeDatapath:
         self.load_seconds = 0.0
         self.unpinned = False
         self.on_attach: Callable[[Path], None] | None = None
+        self.observation = ""
+        self.endpoint_evidence: dict[tuple[int, int, int], dict[str, int]] = {}
+        self.verdicts: dict[tuple[int, int, int], int] = {}
+        self.demoted: set[int] = set()
 
     def attach(self, cgroup: Path) -> str:
         self.calls.append(("attach", cgroup))
@@ -59,6 +63,23 @@ class FakeDatapath:
 
     def spliced_sockets(self) -> int:
         return self.sockets
+
+    def evidence(self) -> dict[tuple[int, int, int], dict[str, int]]:
+        return {k: dict(v) for k, v in self.endpoint_evidence.items()}
+
+    def set_verdicts(self, spliced: dict[tuple[int, int, int], int]) -> None:
+        self.verdicts = dict(spliced)
+
+    def set_demoted(self, slot: int, demoted: bool) -> None:
+        (self.demoted.add if demoted else self.demoted.discard)(slot)
+
+    def demoted_slots(self) -> set[int]:
+        return set(self.demoted)
+
+    def forget_endpoints(self, keys: list[tuple[int, int, int]]) -> None:
+        for key in keys:
+            self.endpoint_evidence.pop(key, None)
+            self.verdicts.pop(key, None)
 
     def unpin(self) -> list[str]:
         self.unpinned = True

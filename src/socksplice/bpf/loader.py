@@ -169,6 +169,9 @@ OBSERVE_FIELDS = {
     "SS_OFF_SK_RCVLOWAT": ("sock", "sk_rcvlowat", 4),
     "SS_OFF_SK_RCVTIMEO": ("sock", "sk_rcvtimeo", 8),
     "SS_OFF_SK_ERR": ("sock", "sk_err", 4),
+    "SS_OFF_SK_FLAGS": ("sock", "__sk_common.skc_flags", 8),
+    "SS_OFF_SK_RCVQ_LEN": ("sock", "sk_receive_queue.qlen", 4),
+    "SS_OFF_SK_USER_DATA": ("sock", "sk_user_data", 8),
 }
 """Kernel struct fields the observation programs read, located in the running kernel's BTF."""
 

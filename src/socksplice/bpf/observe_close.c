@@ -3,13 +3,17 @@
  *
  * close(2) with unread bytes makes TCP reset the connection (__tcp_close: "data was lost"), which
  * the peer sees as ECONNRESET. On a spliced socket the unread bytes sit in the psock, not in TCP's
- * receive queue, so TCP sends FIN and the peer sees EOF. A close is a state change while
- * sk_shutdown is SHUTDOWN_MASK (__tcp_close sets it first, after emptying the receive queue):
- * - to CLOSE from an open state with TCP bytes unread (rcv_nxt past copied_seq, less a FIN) and
- *   no error (a received reset also ends in CLOSE): would-differ close_unread;
- * - on a spliced socket, to FIN_WAIT1 or LAST_ACK (TCP's queue was empty) while it still holds
- *   receive memory (sk_rmem_alloc: the psock's unread messages, charged to it since 6.12.8/6.1.y,
- *   freed only later by the psock's destruction): did-differ close_unread.
+ * receive queue, so TCP sends FIN and the peer sees EOF. __tcp_close sets sk_shutdown to
+ * SHUTDOWN_MASK and empties TCP's receive queue before it changes the state, so:
+ * - a change to CLOSE from an open state while sk_shutdown is SHUTDOWN_MASK, TCP's queue is empty,
+ *   TCP bytes were unread (rcv_nxt past copied_seq, less the peer's FIN when it came: SOCK_DONE) and
+ *   no error is set (a received reset also ends in CLOSE) is a close that threw bytes away:
+ *   would-differ close_unread. (Entering TIME_WAIT also moves a full socket to CLOSE, its queue
+ *   still holding what the application did not read yet: not a close.)
+ * - on a spliced socket, a change to FIN_WAIT1 or LAST_ACK after sock_map_close dropped the psock
+ *   (sk_user_data is empty: a close, not a shutdown) while it still holds receive memory
+ *   (sk_rmem_alloc: the psock's unread messages, charged to it since 6.12.8/6.1.y and freed only
+ *   after an RCU grace period; TCP's own queue was emptied): did-differ close_unread.
  * tcp_destroy_sock forgets the socket (its address may be reused).
  */
 #include "socksplice.h"
@@ -22,6 +26,7 @@
 #define SS_TCP_LAST_ACK 9
 #define SS_SHUTDOWN_MASK 3
 #define SS_IPPROTO_TCP 6
+#define SS_SOCK_DONE 1 /* enum sock_flags: the peer's FIN arrived (tcp_fin) */
 
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
@@ -33,20 +38,20 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	if (!ev)
 		return 0;
 	if ((ss_read(sk, SS_OFF_SK_SHUTDOWN, 1) >> SS_SHUTDOWN_SHIFT & SS_SHUTDOWN_MASK) != SS_SHUTDOWN_MASK)
-		return 0; /* not a close: shutdown(SHUT_WR), or the peer's FIN */
+		return 0; /* not closed, nor shut down both ways */
 	int from = args->oldstate, to = args->newstate;
 	if (to == SS_TCP_CLOSE &&
 	    (from == SS_TCP_ESTABLISHED || from == SS_TCP_CLOSE_WAIT || from == SS_TCP_FIN_WAIT1 || from == SS_TCP_FIN_WAIT2) &&
-	    ss_read(sk, SS_OFF_SK_ERR, 4) == 0) {
+	    ss_read(sk, SS_OFF_SK_ERR, 4) == 0 && ss_read(sk, SS_OFF_SK_RCVQ_LEN, 4) == 0) {
 		__u32 unread = (__u32)ss_read(sk, SS_OFF_TP_RCV_NXT, 4) - (__u32)ss_read(sk, SS_OFF_TP_COPIED_SEQ, 4);
-		if (from == SS_TCP_CLOSE_WAIT)
-			unread -= 1; /* the peer's FIN */
+		if (ss_read(sk, SS_OFF_SK_FLAGS, 8) & (1 << SS_SOCK_DONE))
+			unread -= 1; /* the peer's FIN takes a sequence number */
 		if ((int)unread > 0)
 			ss_evidence_add(ev, SS_E_WOULD_CLOSE_UNREAD, 1);
 		return 0;
 	}
 	if ((w->flags & SS_W_SPLICED) && (to == SS_TCP_FIN_WAIT1 || to == SS_TCP_LAST_ACK) &&
-	    (int)ss_read(sk, SS_OFF_SK_RMEM_ALLOC, 4) > 0) {
+	    ss_read(sk, SS_OFF_SK_USER_DATA, 8) == 0 && (int)ss_read(sk, SS_OFF_SK_RMEM_ALLOC, 4) > 0) {
 		ss_evidence_add(ev, SS_E_WOULD_CLOSE_UNREAD, 1);
 		ss_evidence_add(ev, SS_E_DID_CLOSE_UNREAD, 1);
 		ss_demote(w->slot);

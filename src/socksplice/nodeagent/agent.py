@@ -24,8 +24,11 @@ from socksplice import __version__
 from socksplice.api.drain import DrainReport, DrainRequest, DrainStatus
 from socksplice.api.nodestatus import NodeStatus, PolicyStatus
 from socksplice.api.planning import PodPlan, plan
+from socksplice.bpf.layout import ENDPOINT_SLOTS
 from socksplice.errors import SockspliceError
+from socksplice.nodeagent.deciding import Deciding, DecidingPort
 from socksplice.nodeagent.draining import Drain, DrainPort, DrainSettings
+from socksplice.nodeagent.endpoints import EndpointTable
 from socksplice.nodeagent.metrics import DatapathCollector
 from socksplice.nodeagent.reconciling import DatapathPort, Reconciler, ReconcileReport
 from socksplice.nodeagent.serving import serve
@@ -48,7 +51,7 @@ class DrainInbox(Protocol):
     def report(self, status: DrainStatus) -> None: ...
 
 
-class AgentDatapath(DatapathPort, DrainPort, Protocol):
+class AgentDatapath(DatapathPort, DrainPort, DecidingPort, Protocol):
     """The part of ``bpf.loader.Datapath`` the agent uses."""
 
     adopted: bool
@@ -104,6 +107,8 @@ class Agent:
         self.drains = drains
         self.slots = SlotTable(settings.state_dir / "slots.json", settings.datapath.max_policies)
         self.reconciler = Reconciler(datapath, self.slots, settings.state_dir / "applied.json")
+        table = EndpointTable(settings.state_dir / "endpoints.json", ENDPOINT_SLOTS)
+        self.deciding = Deciding(datapath, table)
         self.stats = AgentStats(sockhash_capacity=settings.datapath.sockhash_size)
         self.registry = CollectorRegistry()
         self.registry.register(DatapathCollector(datapath, self.stats, self.slots.policy_of))
@@ -151,9 +156,9 @@ class Agent:
         fp = snapshot.fingerprint()
         due = time.monotonic() - self._last_reconcile >= self.settings.resync_interval
         if not force and fp == self._last_fingerprint and not due:
-            if (
-                self.sink is not None
-                and time.monotonic() - self._last_publish >= self.settings.status_interval
+            news = self._decide()
+            if self.sink is not None and (
+                news or time.monotonic() - self._last_publish >= self.settings.status_interval
             ):
                 self._publish()
             return None
@@ -171,8 +176,20 @@ class Agent:
         self.last_report = report
         self._last_fingerprint, self._last_reconcile = fp, time.monotonic()
         self._ready = not report.errors
+        self._decide()
         self._publish()
         return report
+
+    def _decide(self) -> bool:
+        """Auto's turn (``deciding``); True when an endpoint was promoted or demoted."""
+        plans = self.planned.plans if self.planned else {}
+        pods = {a.cookie: key for key, a in self.reconciler.applied.items()}
+        try:
+            changes = self.deciding.step(pods, plans, time.time())
+        except SockspliceError as exc:
+            log.error("agent: verdicts not updated: %s", exc)
+            return False
+        return any(c.new is not None and (c.old is None or c.new.verdict != c.old.verdict) for c in changes)
 
     def _drain_step(self) -> bool:
         """Start or advance a requested drain; True when the agent is draining (or drained)."""
@@ -229,9 +246,11 @@ class Agent:
         counters = self.datapath.counters()
         by_policy = {self.slots.policy_of(slot): values for slot, values in counters.items() if slot}
         policies = []
+        endpoints = self.deciding.endpoints
         for s in snapshot.splices if snapshot else ():
             matched = [k for k, p in plans.items() if s.key in p.policies]
             values = by_policy.get(s.key)
+            verdicts = [e.verdict for e in endpoints if e.policy == s.key]
             policies.append(
                 PolicyStatus(
                     name=s.key,
@@ -241,6 +260,9 @@ class Agent:
                     attached_pods=len([k for k in matched if k in self.reconciler.applied]),
                     pairs_spliced=values["pairs_spliced"] if values else None,
                     bytes_redirected=values["bytes_redirected"] if values else None,
+                    endpoints_audit=verdicts.count("Audit"),
+                    endpoints_spliced=verdicts.count("Spliced"),
+                    endpoints_demoted=verdicts.count("Demoted"),
                 )
             )
         return NodeStatus(
@@ -257,6 +279,8 @@ class Agent:
             manifest_errors=tuple(str(e) for e in (snapshot.errors if snapshot else ())),
             last_error=self.last_error,
             drain_phase=("Drained" if self.drain_report is not None else "Draining") if self.draining else "",
+            endpoints=endpoints,
+            observation=self.datapath.observation,
         )
 
     # --- running ----------------------------------------------------------------------------

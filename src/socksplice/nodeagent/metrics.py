@@ -20,6 +20,7 @@ from socksplice import __version__
 PAIR_OUTCOMES = {
     "pairs_spliced": "spliced",
     "pairs_dryrun": "dryrun",
+    "pairs_audit": "audit",
     "pairs_port_skipped": "port_not_selected",
     "pairs_peer_unknown": "peer_unknown",
 }
@@ -29,6 +30,7 @@ FALLBACK_REASONS = {
     "fallback_redirect_error": "redirect_error",
     "fallback_no_state": "no_state",
     "fallback_backpressure": "backpressure",
+    "fallback_demoted": "demoted",
 }
 """Why messages were passed to TCP (``reason`` of socksplice_fallback_messages_total), by counter."""
 BACKPRESSURE_EVENTS = {
@@ -40,6 +42,7 @@ ERROR_KINDS = {
     "err_storage": "socket_storage",
     "err_pairs_update": "pairs_update",
     "no_pod_config": "no_pod_config",
+    "err_watch": "watch",
 }
 
 

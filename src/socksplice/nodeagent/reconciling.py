@@ -64,6 +64,8 @@ def datapath_config(plan: PodPlan, slots: SlotTable) -> PodDatapathConfig:
         splice_ports=tuple(sorted(plan.splice_ports)),
         dryrun_all=plan.dryrun_all,
         dryrun_ports=tuple(sorted(plan.dryrun_ports)),
+        auto_all=plan.auto_all,
+        auto_ports=tuple(sorted(plan.auto_ports)),
     )
 
 
@@ -81,6 +83,7 @@ def _load_applied(path: Path | None) -> dict[str, Applied]:
                 cfg[new] = cfg.pop(old)
         cfg["splice_ports"] = tuple(cfg["splice_ports"])
         cfg["dryrun_ports"] = tuple(cfg["dryrun_ports"])
+        cfg["auto_ports"] = tuple(cfg.get("auto_ports", ()))
         location = PodLocation(Path(raw["cgroup"]), Path(raw["netns"]))
         out[key] = Applied(location, int(raw["cookie"]), PodDatapathConfig(**cfg))
     return out

@@ -1,0 +1,142 @@
+"""Auto mode on real pods: endpoints are audited on TCP, promoted when their receive pattern is one
+tcp_bpf serves identically, refused (demoted) when it is not, and a demoted endpoint's live
+connections move to TCP with no byte lost or reordered."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from socksplice.api.nodestatus import EndpointStatus
+from tests.kernel.splicing import (
+    SpliceEnv,
+    echo_server,
+    finish,
+    run_clients,
+    splice_yaml,
+    start_clients,
+    wait_for,
+)
+
+pytestmark = pytest.mark.kernel
+
+RECEIVERS = Path(__file__).with_name("receivers.py")
+AUTO = """\
+  auto:
+    evidenceWindow: {connections: 2, seconds: 1}
+    minMessagesPerConnection: 2
+"""
+PORT = 9400
+
+
+def auto_yaml() -> str:
+    return splice_yaml(mode="Auto") + AUTO
+
+
+def endpoints(env: SpliceEnv) -> list[EndpointStatus]:
+    env.agent.step()
+    return [e for e in env.agent.deciding.endpoints if e.port == PORT]
+
+
+def verdict(env: SpliceEnv) -> str:
+    found = endpoints(env)
+    assert len(found) == 1, found
+    return found[0].verdict
+
+
+def receivers(env: SpliceEnv, pattern: str, conns: int = 3) -> dict[str, object]:
+    out = env.pod("client").run(
+        [
+            sys.executable,
+            str(RECEIVERS),
+            "--host",
+            str(env.pod("server").ipv4),
+            "--port",
+            str(PORT),
+            "--pattern",
+            pattern,
+            "--conns",
+            str(conns),
+        ],
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def promoted(env: SpliceEnv) -> None:
+    """Audit an epoll echo endpoint over its window, then wait for its promotion."""
+    server = env.pod("server")
+    result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=4, nbytes=256 << 10)
+    assert result["mismatches"] == 0 and result["finished"] == 4
+    assert env.totals()["bytes_redirected"] == 0  # audit: on TCP
+    assert verdict(env) == "Audit", endpoints(env)
+    time.sleep(1.1)
+    wait_for(lambda: verdict(env) == "Spliced", timeout=10)
+
+
+def test_an_epoll_endpoint_is_audited_on_tcp_then_promoted_and_spliced(env: SpliceEnv) -> None:
+    env.apply(auto_yaml())
+    server = env.pod("server")
+    with echo_server(server, PORT):
+        promoted(env)
+        result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=4, nbytes=256 << 10)
+        assert result["mismatches"] == 0 and result["bytes_ok"] == 4 * (256 << 10)
+        assert env.totals()["bytes_redirected"] == 2 * 4 * (256 << 10)
+        [e] = endpoints(env)
+        assert e.would_differ == {} and e.did_differ == {}
+        assert e.connections == 8 and e.spliced_connections == 4
+    status = env.agent.status()
+    [policy] = status.policies
+    assert (policy.endpoints_spliced, policy.endpoints_demoted) == (1, 0)
+
+
+def test_a_blocking_reader_that_waits_is_refused(env: SpliceEnv) -> None:
+    env.apply(auto_yaml())
+    with echo_server(env.pod("server"), PORT):
+        result = receivers(env, "blocking", conns=3)
+        assert result["ok"] == 3 * 20 and result["errors"] == {}
+        wait_for(lambda: verdict(env) == "Demoted")
+        [e] = endpoints(env)
+        assert e.would_differ.get("blocking_wait", 0) > 0, e
+        assert "blocking" in e.reason
+        time.sleep(1.1)
+        receivers(env, "blocking", conns=3)
+        assert verdict(env) == "Demoted"  # sticky: never promoted again
+    assert env.totals()["bytes_redirected"] == 0
+
+
+def test_msg_waitall_is_refused(env: SpliceEnv) -> None:
+    env.apply(auto_yaml())
+    with echo_server(env.pod("server"), PORT):
+        receivers(env, "waitall", conns=3)
+        wait_for(lambda: verdict(env) == "Demoted")
+        [e] = endpoints(env)
+        assert e.would_differ.get("waitall", 0) > 0, e
+    assert env.totals()["bytes_redirected"] == 0
+
+
+def test_a_demoted_endpoints_live_connections_move_to_tcp_losing_nothing(env: SpliceEnv) -> None:
+    """1,000 concurrent checksummed streams of a promoted endpoint; a MSG_WAITALL receive on another
+    spliced connection of the same endpoint demotes it mid-stream."""
+    env.apply(auto_yaml())
+    server = env.pod("server")
+    with echo_server(server, PORT):
+        promoted(env)
+        before = env.totals()["bytes_redirected"]
+        streams = start_clients(
+            env.pod("client"), str(server.ipv4), PORT, conns=1000, nbytes=64 << 10, seconds=6
+        )
+        wait_for(lambda: env.totals()["bytes_redirected"] > before + (1 << 20), timeout=30)
+        receivers(env, "waitall", conns=1)
+        wait_for(lambda: verdict(env) == "Demoted", timeout=10)
+        result = finish(streams)
+    assert result["connected"] == 1000 and result["stuck"] == 0 and result["errors"] == 0, result
+    assert result["mismatches"] == 0 and result["bytes_ok"] == 1000 * (64 << 10), result
+    totals = env.totals()
+    assert totals["fallback_demoted"] > 0, totals
+    assert totals["bytes_redirected"] > before
