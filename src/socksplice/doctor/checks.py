@@ -104,6 +104,12 @@ SPECS: dict[str, _Spec] = {
     "helper.sk_msg.get_netns_cookie": _Spec(
         "info", "nothing to do: the data path does not call it in sk_msg"
     ),
+    "observation": _Spec(
+        "warn",
+        "mount tracefs (mount -t tracefs tracefs /sys/kernel/tracing; the agent does it itself with "
+        "CAP_SYS_ADMIN) and use a kernel with sock:sock_recv_length (Linux 6.4+), syscall tracepoints "
+        "(CONFIG_FTRACE_SYSCALLS) and BTF; without them Auto never promotes an endpoint (DryRun behaviour)",
+    ),
     "datapath.load": _Spec(
         "fatal",
         "if every other check passes this is a socksplice bug on this kernel: "
@@ -185,6 +191,7 @@ def run_checks(include_load: bool = True, pin_root: Path = DEFAULT_PIN_ROOT) -> 
     for group in probes.GROUPS:
         results = probes.run_group(group)
         checks += [make_check(name, results[name]) for name in probes.helper_checks(group)]
+    checks.append(_run("observation", probes.observation))
     if include_load:
         checks.append(_run("datapath.load", probes.datapath_load))
     return _finish(checks)

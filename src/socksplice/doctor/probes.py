@@ -620,6 +620,22 @@ def helper_checks(group: ProbeGroup) -> list[str]:
 # --- full data path -----------------------------------------------------------------------------
 
 
+def observation() -> ProbeResult:
+    """Whether Auto mode's observation programs can run here: tracefs, tracepoints, BTF fields."""
+
+    def run() -> ProbeResult:
+        from socksplice.bpf.loader import TRACEPOINTS, kernel_has_symbol, observation_support
+
+        _, reason = observation_support()
+        if reason:
+            return ProbeResult(False, f"{reason}: Auto mode behaves as DryRun on this node")
+        fionread = "served by tcp_bpf" if kernel_has_symbol("tcp_bpf_ioctl") else "watched (no tcp_bpf_ioctl)"
+        found = f"{len(TRACEPOINTS)} tracepoints and their BTF fields found"
+        return ProbeResult(True, f"{found}; FIONREAD {fionread}")
+
+    return _guarded("observation", run)
+
+
 def datapath_load() -> ProbeResult:
     """Compile and load the real programs into a private bpffs, then release and unpin everything."""
 
