@@ -111,7 +111,15 @@ class Agent:
         self.deciding = Deciding(datapath, table)
         self.stats = AgentStats(sockhash_capacity=settings.datapath.sockhash_size)
         self.registry = CollectorRegistry()
-        self.registry.register(DatapathCollector(datapath, self.stats, self.slots.policy_of))
+        self.registry.register(
+            DatapathCollector(
+                datapath,
+                self.stats,
+                self.slots.policy_of,
+                lambda: self.deciding.endpoints,
+                lambda: datapath.observation,
+            )
+        )
         self.last_error = ""
         self.last_report: ReconcileReport | None = None
         self.planned: Planned | None = None
