@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from socksplice.api.nodestatus import EndpointStatus
+from socksplice.local.topology import LocalTopology
 from tests.kernel.splicing import (
     SpliceEnv,
     echo_server,
     finish,
     run_clients,
+    splice_env,
     splice_yaml,
     start_clients,
     wait_for,
@@ -80,8 +82,21 @@ def promoted(env: SpliceEnv) -> None:
 
 
 def test_an_epoll_endpoint_is_audited_on_tcp_then_promoted_and_spliced(env: SpliceEnv) -> None:
+    """Also in the kernel matrix: where the kernel cannot observe (before 6.4: no
+    sock:sock_recv_length), Auto behaves as DryRun, with the reason."""
     env.apply(auto_yaml())
     server = env.pod("server")
+    if env.datapath.observation:
+        with echo_server(server, PORT):
+            for _ in range(2):
+                result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=4, nbytes=64 << 10)
+                assert result["mismatches"] == 0 and result["finished"] == 4
+                time.sleep(1.1)
+            [e] = endpoints(env)
+        assert e.verdict == "Audit" and "observation unavailable" in e.reason, e
+        assert env.totals()["bytes_redirected"] == 0
+        assert env.agent.status().observation == env.datapath.observation
+        return
     with echo_server(server, PORT):
         promoted(env)
         result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=4, nbytes=256 << 10)
@@ -95,7 +110,15 @@ def test_an_epoll_endpoint_is_audited_on_tcp_then_promoted_and_spliced(env: Spli
     assert (policy.endpoints_spliced, policy.endpoints_demoted) == (1, 0)
 
 
-def test_a_blocking_reader_that_waits_is_refused(env: SpliceEnv) -> None:
+@pytest.fixture
+def observing(env: SpliceEnv) -> SpliceEnv:
+    if env.datapath.observation:
+        pytest.skip(f"observation unavailable on this kernel: {env.datapath.observation}")
+    return env
+
+
+def test_a_blocking_reader_that_waits_is_refused(observing: SpliceEnv) -> None:
+    env = observing
     env.apply(auto_yaml())
     with echo_server(env.pod("server"), PORT):
         result = receivers(env, "blocking", conns=3)
@@ -110,7 +133,8 @@ def test_a_blocking_reader_that_waits_is_refused(env: SpliceEnv) -> None:
     assert env.totals()["bytes_redirected"] == 0
 
 
-def test_msg_waitall_is_refused(env: SpliceEnv) -> None:
+def test_msg_waitall_is_refused(observing: SpliceEnv) -> None:
+    env = observing
     env.apply(auto_yaml())
     with echo_server(env.pod("server"), PORT):
         receivers(env, "waitall", conns=3)
@@ -120,9 +144,10 @@ def test_msg_waitall_is_refused(env: SpliceEnv) -> None:
     assert env.totals()["bytes_redirected"] == 0
 
 
-def test_a_demoted_endpoints_live_connections_move_to_tcp_losing_nothing(env: SpliceEnv) -> None:
+def test_a_demoted_endpoints_live_connections_move_to_tcp_losing_nothing(observing: SpliceEnv) -> None:
     """1,000 concurrent checksummed streams of a promoted endpoint; a MSG_WAITALL receive on another
     spliced connection of the same endpoint demotes it mid-stream."""
+    env = observing
     env.apply(auto_yaml())
     server = env.pod("server")
     with echo_server(server, PORT):
@@ -140,3 +165,23 @@ def test_a_demoted_endpoints_live_connections_move_to_tcp_losing_nothing(env: Sp
     totals = env.totals()
     assert totals["fallback_demoted"] > 0, totals
     assert totals["bytes_redirected"] > before
+
+
+def test_without_observation_auto_behaves_as_dryrun(
+    topology: LocalTopology, pin_root: Path, tmp_path: Path
+) -> None:
+    """Observation turned off (as on a kernel without the tracepoints): every endpoint stays in Audit
+    with the reason, nothing is spliced, and the node says why."""
+    with splice_env(topology, pin_root, tmp_path / "agent", observe=False) as env:
+        assert env.datapath.observation == "observation is turned off"
+        env.apply(auto_yaml())
+        server = env.pod("server")
+        with echo_server(server, PORT):
+            for _ in range(2):
+                result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=2, nbytes=64 << 10)
+                assert result["mismatches"] == 0
+                time.sleep(1.1)
+            [e] = endpoints(env)
+        assert e.verdict == "Audit" and e.reason.startswith("observation unavailable"), e
+        assert env.totals()["bytes_redirected"] == 0
+        assert env.agent.status().observation == "observation is turned off"

@@ -139,8 +139,10 @@ def _wait_attached(status: Path, proc: subprocess.Popen[str]) -> list[str] | Non
     return None
 
 
-FAST = "selected_pair or unselected_side or dual-stack or dnat or loopback"
-"""The data-path tests of the fast subset: selection, a dual-stack listener, DNAT, netns collisions."""
+FAST = "selected_pair or unselected_side or dual-stack or dnat or loopback or epoll_endpoint"
+"""The data-path tests of the fast subset: selection, a dual-stack listener, DNAT, netns collisions,
+and Auto mode's promotion of an epoll endpoint (or, where the kernel cannot observe, its DryRun
+behaviour with the reason)."""
 
 
 def pytest_step(full: bool) -> Step:
@@ -150,7 +152,7 @@ def pytest_step(full: bool) -> Step:
         target = (
             ["tests/kernel", f"--ignore={SELF_TEST}"]
             if full
-            else ["tests/kernel/test_datapath.py", "-k", FAST]
+            else ["tests/kernel/test_datapath.py", "tests/kernel/test_auto.py", "-k", FAST]
         )
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "kernel"]
         done = _proc([*cmd, f"--junitxml={junit}", f"--basetemp={tmp}/t", *target], timeout=3 * STEP_TIMEOUT)
