@@ -42,8 +42,9 @@ class App:
 
 APPS: dict[str, App] = {
     "blocking-echo": App(streams.serve_echo, streams.client_blocking_echo),
-    "epoll-echo": App(streams.serve_echo, streams.client_epoll_echo),
+    "epoll-echo": App(streams.serve_epoll_echo, streams.client_epoll_echo),
     "request-response": App(streams.serve_echo, streams.client_request_response),
+    "epoll-request-response": App(streams.serve_epoll_echo, streams.client_epoll_request_response),
     "full-duplex": App(streams.serve_echo, streams.client_full_duplex),
     "one-byte-writes": App(streams.serve_sink, streams.client_one_byte_writes),
     "8mib-writes": App(streams.serve_sink, streams.client_big_writes),

@@ -1,12 +1,12 @@
 """``socksplice conformance [--json] [--full] [--mode MODE ...] [--markdown FILE] [--scenario NAME ...]``.
 
 Runs each scenario between local pods (root, BPF, netns needed) on plain TCP and in each
-SocketSplice mode (default: all, DryRun first), prints a table per mode (or one JSON document
-with ``--json``), optionally writes docs/conformance.md. Exits 0 when the default mode (DryRun)
-shows no difference and every SpliceRelaxedReceive difference is a documented one
-(docs/hazards.md: a known property of the kernel's tcp_bpf); 1 on any other difference or a
-scenario that failed to run (a regression); 2 when it cannot run. ``--strict`` exits 1 on any
-difference at all.
+SocketSplice mode (default: all, Auto first; in Auto an evidence pass, then the measured one),
+prints a table per mode (or one JSON document with ``--json``), optionally writes
+docs/conformance.md. Exits 0 when the default mode (Auto) and DryRun show no difference and every
+SpliceRelaxedReceive difference is a documented one (docs/hazards.md: a known property of the
+kernel's tcp_bpf); 1 on any other difference or a scenario that failed to run (a regression); 2
+when it cannot run. ``--strict`` exits 1 on any difference at all.
 """
 
 from __future__ import annotations

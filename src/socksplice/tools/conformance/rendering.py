@@ -1,8 +1,10 @@
 """The suite's result as a terminal table, one JSON document, and docs/conformance.md.
 
-Verdicts, per mode: the default mode (DryRun) must show no difference at all; in the opt-in
-SpliceRelaxedReceive mode a difference is *documented* when it is one of ``KNOWN_CAUSES`` (a
+Verdicts, per mode: the default mode (Auto) and DryRun must show no difference at all; in the
+opt-in SpliceRelaxedReceive mode a difference is *documented* when it is one of ``KNOWN_CAUSES`` (a
 property of the kernel's tcp_bpf receive path, docs/hazards.md); anything else is a regression.
+Under SpliceRelaxedReceive the did-differ counters of each scenario's endpoints are shown beside
+the comparison, with whether they agree with it (reported, never a failure).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from socksplice.api.socketsplice import Mode
-from socksplice.tools.conformance.running import Outcome
+from socksplice.tools.conformance.running import DEFAULT_MODE, Outcome
 
 BACKPRESSURE_WAKEUP = (
     "tcp_bpf_recvmsg → tcp_msg_wait_data: once backpressure moved the socket's own sends to TCP, "
@@ -64,7 +66,13 @@ def differences(outcomes: Iterable[Outcome]) -> int:
 
 def cause(o: Outcome) -> str:
     """Why ``o`` differs: the kernel function responsible, or "not analysed" (a regression)."""
-    return KNOWN_CAUSES[o.scenario.name] if documented(o) else "not analysed"
+    if documented(o):
+        return KNOWN_CAUSES[o.scenario.name]
+    if o.audit_differs:
+        return "not analysed: the evidence pass (audited, on TCP) differed from plain TCP"
+    if o.unspliced_redirected:
+        return f"not analysed: {o.redirected} bytes redirected although the endpoint was {o.verdict}"
+    return "not analysed"
 
 
 def undocumented(outcomes: Iterable[Outcome]) -> int:
@@ -85,18 +93,55 @@ def _client(trace: Any) -> Any:
 
 
 def _label(mode: Mode) -> str:
-    return f"{mode.value} (default)" if mode is Mode.DRY_RUN else f"{mode.value} (opt-in)"
+    if mode is DEFAULT_MODE:
+        return f"{mode.value} (default)"
+    return f"{mode.value} (opt-in)" if mode is Mode.SPLICE else mode.value
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "0"
+
+
+def did_differ_cell(o: Outcome) -> str:
+    """The did-differ counts and whether they agree with the comparison ("0, agrees")."""
+    agrees = o.did_differ_agrees
+    said = "n/a" if agrees is None else "agrees" if agrees else "DISAGREES"
+    return f"{_counts(o.did_differ)}, {said}"
+
+
+def disagreements(outcomes: Iterable[Outcome]) -> list[Outcome]:
+    """SpliceRelaxedReceive scenarios whose did-differ counters do not tell what the suite saw."""
+    return [o for o in outcomes if o.mode is Mode.SPLICE and o.did_differ_agrees is False]
+
+
+def _extra_header(mode: Mode) -> tuple[str, ...]:
+    if mode is Mode.AUTO:
+        return ("verdict", "reason")
+    if mode is Mode.SPLICE:
+        return ("did differ",)
+    return ()
+
+
+def _extra(o: Outcome) -> tuple[str, ...]:
+    if o.mode is Mode.AUTO:
+        after = "" if o.verdict_after in ("", o.verdict) else f" → {o.verdict_after}"
+        return (o.verdict + after, o.reason)
+    if o.mode is Mode.SPLICE:
+        return (did_differ_cell(o),)
+    return ()
 
 
 def table(outcomes: list[Outcome]) -> str:
     lines: list[str] = []
     for mode, group in by_mode(outcomes).items():
-        rows = [("scenario", "same?", "paired", "redirected B", "plain client", f"{mode.value} client")]
+        header = ("scenario", "same?", *_extra_header(mode), "paired", "redirected B", "plain client")
+        rows = [(*header, f"{mode.value} client")]
         for o in group:
             rows.append(
                 (
                     o.scenario.name,
                     verdict(o),
+                    *(_short(cell, 40) for cell in _extra(o)),
                     str(o.paired),
                     str(o.redirected),
                     _short(_client(o.plain)),
@@ -114,7 +159,7 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 def _scenario_doc(o: Outcome) -> dict[str, Any]:
-    doc = {
+    doc: dict[str, Any] = {
         "name": o.scenario.name,
         "what": o.scenario.what,
         "address": o.scenario.address,
@@ -127,6 +172,18 @@ def _scenario_doc(o: Outcome) -> dict[str, Any]:
         "plain": o.plain,
         "spliced": o.spliced,
     }
+    if o.mode is Mode.AUTO:
+        doc.update(
+            verdict=o.verdict,
+            reason=o.reason,
+            verdictAfter=o.verdict_after,
+            audited=o.audited,
+            auditedSame=not o.audit_differs,
+        )
+    if o.mode is not Mode.DRY_RUN:
+        doc.update(didDiffer=o.did_differ, wouldDiffer=o.would_differ)
+    if o.mode is Mode.SPLICE:
+        doc["didDifferAgrees"] = o.did_differ_agrees
     if not o.same:
         doc["cause"] = cause(o)
     return doc
@@ -138,13 +195,14 @@ def document(outcomes: list[Outcome], data_path: dict[str, Any]) -> dict[str, An
     return {
         "kernel": os.uname().release,
         "dataPath": data_path,
-        "defaultMode": Mode.DRY_RUN.value,
-        "differences": differences(grouped.get(Mode.DRY_RUN, [])),
+        "defaultMode": DEFAULT_MODE.value,
+        "differences": differences(grouped.get(DEFAULT_MODE, [])),
         "undocumentedDifferences": undocumented(outcomes),
+        "didDifferDisagreements": [o.scenario.name for o in disagreements(outcomes)],
         "modes": [
             {
                 "mode": mode.value,
-                "default": mode is Mode.DRY_RUN,
+                "default": mode is DEFAULT_MODE,
                 "differences": differences(group),
                 "undocumentedDifferences": undocumented(group),
                 "scenarios": [_scenario_doc(o) for o in group],
@@ -154,34 +212,64 @@ def document(outcomes: list[Outcome], data_path: dict[str, Any]) -> dict[str, An
     }
 
 
+INTRO = """\
+Each scenario ran between two local pods, once on plain TCP and then in each mode of a
+SocketSplice selecting both pods; the traces (bytes and order, return value or errno of each
+call, EOF, poll masks) are compared. `paired` counts the connections the data path paired
+(spliced, or counted as spliceable in DryRun); `redirected` the bytes it redirected. Each
+scenario listens on a port of its own, so that it is an endpoint of its own (Auto decides per
+endpoint, and a refusal is final).
+
+In Auto each scenario runs twice: an evidence pass, audited on TCP (its trace must equal plain
+TCP too), then, once the node agent reached a verdict for the scenario's endpoints (at most
+10 s), the measured pass whose trace is compared. `verdict` is the endpoints' verdict when the
+measured pass started (→ the one after it, when it changed). The suite's SocketSplice sets
+`auto: {evidenceWindow: {connections: 1, seconds: 1}, minMessagesPerConnection: 0}`: the window
+is shortened so that one pass is evidence enough, and the cost rule is disabled so that every
+scenario whose receive pattern tcp_bpf serves like TCP is spliced however few messages it
+exchanges (a real workload with fewer than 4 messages per connection stays on TCP, where it
+gains nothing). Blocking readers that wait are refused (Demoted) and stay on TCP.
+
+Under SpliceRelaxedReceive `did differ` lists the did-differ counts of the scenario's endpoints
+(an application got another result than TCP would give, as the data path counted it) and whether
+they agree with the comparison (a difference should show a count, a same trace none); reported,
+never a failure.
+Causes and what socksplice does about them: [hazards.md](hazards.md).
+"""
+
+
+def _fails_on(mode: Mode) -> str:
+    if mode is Mode.SPLICE:
+        return ")."
+    return ", and on any difference of this mode)."
+
+
 def markdown(outcomes: list[Outcome], command: str) -> str:
     out = [
         "# Conformance: plain TCP vs each SocketSplice mode",
         "",
         f"Generated by `{command}` on Linux {os.uname().release}; do not edit by hand.",
-        "Each scenario ran between two local pods, once on plain TCP and once in each mode of a",
-        "SocketSplice selecting both pods; the traces (bytes and order, return value or errno of each",
-        "call, EOF, poll masks) are compared. `paired` counts the connections the data path paired",
-        "(spliced, or counted as spliceable in DryRun); `redirected` the bytes it redirected.",
-        "Causes and what socksplice does about them: [hazards.md](hazards.md).",
-        "",
+        INTRO,
     ]
     for mode, group in by_mode(outcomes).items():
+        header = ["scenario", "what the application does", "same?", *_extra_header(mode)]
+        header += ["paired", "redirected", "plain", "this mode"]
         out += [
             f"## {_label(mode)}",
             "",
             f"**{differences(group)} difference(s)** in {len(group)} scenarios; "
             f"{undocumented(group)} not explained in hazards.md (the command fails on those"
-            + (", and on any difference of the default mode)." if mode is Mode.DRY_RUN else ")."),
+            + _fails_on(mode),
             "",
-            "| scenario | what the application does | same? | paired | redirected | plain | this mode |",
-            "|---|---|---|---|---|---|---|",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
         ]
         for o in group:
             cells = [
                 o.scenario.name,
                 o.scenario.what,
                 verdict(o),
+                *(cell.replace("|", "\\|") for cell in _extra(o)),
                 str(o.paired),
                 str(o.redirected),
                 _md(_client(o.plain)),
@@ -192,6 +280,14 @@ def markdown(outcomes: list[Outcome], command: str) -> str:
         if diffs:
             out += ["", f"Differences in {mode.value} and the kernel function responsible:", ""]
             out += [f"- **{o.scenario.name}**: {cause(o)}" for o in diffs]
+        odd = disagreements(group)
+        if odd:
+            out += ["", "Did-differ counters that do not tell what the comparison saw:", ""]
+            out += [
+                f"- **{o.scenario.name}**: {verdict(o)}, did differ {_counts(o.did_differ)}"
+                + (f", would differ {_counts(o.would_differ)}" if o.would_differ else "")
+                for o in odd
+            ]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

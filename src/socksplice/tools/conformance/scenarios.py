@@ -27,8 +27,13 @@ class Scenario:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("blocking-echo", "blocking-echo", "blocking send/recv, 4 KiB echo rounds, 1 MiB"),
-    Scenario("epoll-echo", "epoll-echo", "non-blocking I/O driven by epoll, 4 MiB echoed"),
+    Scenario("epoll-echo", "epoll-echo", "both ends non-blocking, driven by epoll, 4 MiB echoed"),
     Scenario("request-response", "request-response", "500 rounds of 100 B request / 100 B response"),
+    Scenario(
+        "epoll-request-response",
+        "epoll-request-response",
+        "500 rounds of 100 B request / response, both ends non-blocking with epoll",
+    ),
     Scenario("full-duplex", "full-duplex", "writer thread and reader thread on one socket, 8 MiB"),
     Scenario(
         "shutwr-then-read", "shutwr-then-read", "shutdown(SHUT_WR), blocking recv of the reply (100 conns)"
@@ -87,7 +92,14 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "redis",
         "redis",
-        "redis-server: 1 B-1 MiB SET/GET, redis-cli --pipe 10,000 keys, redis-benchmark",
+        "redis-server: redis-cli 1 B-1 MiB SET/GET, redis-cli --pipe 10,000 keys",
+        suite="full",
+        runner="programs",
+    ),
+    Scenario(
+        "redis-benchmark",
+        "redis-benchmark",
+        "redis-server: redis-benchmark -c 20, SET/GET/LPUSH/LPOP",
         suite="full",
         runner="programs",
     ),
@@ -100,6 +112,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         runner="programs",
     ),
 )
+
+
+def port(s: Scenario, base: int) -> int:
+    """The port ``s`` listens on: ``base`` + 1 + its place in ``SCENARIOS`` (``base`` for one that is
+    not listed), so each scenario is an endpoint of its own: Auto decides per endpoint, and a
+    decision (a refusal is final) must not carry over to the next scenario."""
+    return base + 1 + SCENARIOS.index(s) if s in SCENARIOS else base
 
 
 def select(full: bool, names: list[str] | None = None) -> list[Scenario]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import socket
 import tempfile
@@ -113,6 +114,79 @@ def client_epoll_echo(connect: Connect) -> Trace:
     sel.close()
     s.close()
     return {"sent": sent, "echo_ok": bytes(got) == data}
+
+
+def serve_epoll_echo(c: socket.socket) -> Trace:
+    """Echo with non-blocking I/O driven by epoll, so no receive of this end ever waits for data
+    (Auto accepts such an endpoint). Reads pause while 256 KiB wait to be sent back."""
+    c.setblocking(False)
+    sel = selectors.EpollSelector()
+    sel.register(c, selectors.EVENT_READ)
+    pending, total, eof = bytearray(), 0, False
+    while not eof or pending:
+        ready = sel.select(timeout=EPOLL_IDLE)
+        if not ready:
+            break  # the peer went silent: give up like a server with an idle timeout
+        for _, events in ready:
+            if events & selectors.EVENT_READ:
+                with contextlib.suppress(BlockingIOError):
+                    chunk = c.recv(CHUNK)
+                    eof = not chunk
+                    total += len(chunk)
+                    pending += chunk
+            if pending:
+                with contextlib.suppress(BlockingIOError):
+                    del pending[: c.send(pending)]
+        want = (selectors.EVENT_READ if not eof and len(pending) < 4 * CHUNK else 0) | (
+            selectors.EVENT_WRITE if pending else 0
+        )
+        if want:
+            sel.modify(c, want)
+    sel.close()
+    c.close()
+    return {"echoed": total}
+
+
+EPOLL_IDLE = 10.0
+"""Seconds an epoll program waits for its peer before it gives up."""
+ROUNDS = 500
+
+
+def _send_nonblocking(s: socket.socket, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[s.send(view) :]
+        except BlockingIOError:
+            select.select([], [s], [], EPOLL_IDLE)
+
+
+def client_epoll_request_response(connect: Connect) -> Trace:
+    """Request/response rounds on a non-blocking socket: epoll says when the response is there."""
+    s = connect()
+    s.setblocking(False)
+    sel = selectors.EpollSelector()
+    sel.register(s, selectors.EVENT_READ)
+    bad, done = 0, 0
+    for i in range(ROUNDS):
+        req = pattern(100, i)
+        _send_nonblocking(s, req)
+        resp = bytearray()
+        while len(resp) < len(req) and sel.select(timeout=EPOLL_IDLE):
+            try:
+                chunk = s.recv(len(req) - len(resp))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            resp += chunk
+        if len(resp) < len(req):
+            break
+        bad += resp != req
+        done += 1
+    sel.close()
+    s.close()
+    return {"rounds": done, "bad": bad}
 
 
 def client_request_response(connect: Connect) -> Trace:
