@@ -4,7 +4,8 @@ A Prometheus from the Debian ``prometheus`` package runs on loopback with a temp
 data directory. It scrapes the real agent (in-process, local mode, real BPF programs) while a
 checked stream workload runs between two local pods through a SocketSplice. Then every panel
 query and every template variable query of every dashboard in ``charts/socksplice/dashboards``
-is evaluated through Prometheus's HTTP API; an error or an empty result fails the test.
+is evaluated through Prometheus's HTTP API; an error or an empty result fails the test (the
+workload's connections also make one endpoint, so the endpoint panels have data).
 Prometheus is stopped and its files removed afterwards.
 """
 
@@ -173,6 +174,8 @@ def test_every_dashboard_panel_returns_data(env: SpliceEnv, prometheus: Promethe
         wait_for(lambda: scraped(prometheus, "socksplice_redirected_bytes_total > 0"), timeout=60)
         result = finish(clients)
         assert result["mismatches"] == 0 and result["errors"] == 0, result
+        env.agent.step()  # the loop's turn: the endpoint's evidence read, its verdict recorded
+        wait_for(lambda: scraped(prometheus, "count_over_time(socksplice_endpoints[1m]) >= 3"), timeout=60)
         wait_for(lambda: scraped(prometheus, "count_over_time(up[1m]) >= 5"), timeout=60)
 
     failures: list[str] = []
@@ -194,6 +197,11 @@ def test_every_dashboard_panel_returns_data(env: SpliceEnv, prometheus: Promethe
     # The figures are the workload's: the node overview's spliced bytes are real traffic.
     spliced = prometheus.query("sum(socksplice_redirected_bytes_total)")["data"]["result"][0]["value"][1]
     assert float(spliced) >= 2 * 4 * (4 << 20)
+    # The client's connections to the server's port are one endpoint, spliced (SpliceRelaxedReceive).
+    [endpoints] = prometheus.query('sum(socksplice_endpoints{verdict="Spliced"})')["data"]["result"]
+    assert float(endpoints["value"][1]) == 1, endpoints
+    [observing] = prometheus.query("socksplice_observation_available")["data"]["result"]
+    assert float(observing["value"][1]) == (0 if env.datapath.observation else 1)
 
 
 def test_prometheus_reports_a_bad_panel_query(env: SpliceEnv, prometheus: Prometheus) -> None:

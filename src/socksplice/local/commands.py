@@ -3,7 +3,7 @@
 socksplice local up [-f pods.yaml] [--dir DIR]     build the pods (detached: they stay up)
 socksplice local apply -f splice.yaml [--dir DIR]  what `kubectl apply` does, for local mode
 socksplice local delete NAME [-n NS] [--dir DIR]   remove a SocketSplice
-socksplice local status [--dir DIR]                pods, manifests and the agent's status.json
+socksplice local status [--dir DIR] [--json]       the node, its SocketSplices and endpoints
 socksplice local exec POD [-n NS] -- CMD...        run a command inside a pod
 socksplice local down [--dir DIR]                  remove the pods
 socksplice local cleanup                           remove leftovers of crashed runs
@@ -15,9 +15,12 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from socksplice.api.manifests import load_manifests
+from socksplice.api.nodestatus import MAX_ENDPOINTS, EndpointStatus, NodeStatus
 from socksplice.api.socketsplice import Mode
 from socksplice.errors import PermanentError
 from socksplice.local import state
@@ -59,13 +62,27 @@ def _apply(args: argparse.Namespace) -> int:
         else:
             shutil.copyfile(args.file, target) if len(splices) == 1 else target.write_text(text)
         print(f"socketsplice.socksplice.io/{s.name} configured (namespace {s.namespace}, mode {s.spec.mode})")
-        if s.spec.mode is Mode.DRY_RUN:
-            print(
-                f"  {s.name}: DryRun counts what would be spliced and changes nothing; set "
-                f"spec.mode: {Mode.SPLICE} to splice (docs/socketsplice.md#mode)",
-                file=sys.stderr,
-            )
+        print(f"  {s.name}: {MODE_HINTS[s.spec.mode]}", file=sys.stderr)
     return 0
+
+
+MODE_HINTS: Mapping[Mode, str] = {
+    Mode.AUTO: (
+        "Auto watches each endpoint and splices it once its evidence window is full and its "
+        "receive patterns are ones tcp_bpf serves as TCP does; `socksplice local status` shows the "
+        "verdicts (docs/auto.md)"
+    ),
+    Mode.DRY_RUN: (
+        "DryRun only audits: it reports the verdicts Auto would take and splices nothing; set "
+        f"spec.mode: {Mode.AUTO} (the default) to splice what qualifies (docs/socketsplice.md#mode)"
+    ),
+    Mode.SPLICE: (
+        f"{Mode.SPLICE} splices every connection, even receive patterns tcp_bpf serves differently "
+        f"from TCP; {Mode.AUTO} (the default) splices only the endpoints seen to be compatible "
+        "(docs/socketsplice.md#mode)"
+    ),
+}
+"""What ``local apply`` says about a SocketSplice's mode (on stderr)."""
 
 
 def _delete(args: argparse.Namespace) -> int:
@@ -77,14 +94,82 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kinds(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "none"
+
+
+def describe_endpoint(e: EndpointStatus) -> list[str]:
+    """An endpoint in three lines: who, verdict and policy; why; what its connections did."""
+    return [
+        f"{e.describe()}  {e.verdict}  ({e.policy}, {e.mode})",
+        f"    reason: {e.reason or '-'}",
+        f"    connections {e.connections} ({e.spliced_connections} spliced), messages {e.messages}, "
+        f"bytes {e.bytes}; would differ: {_kinds(e.would_differ)}; did differ: {_kinds(e.did_differ)}",
+    ]
+
+
+def describe_status(raw: Mapping[str, Any], manifests: list[str] | None = None) -> list[str]:
+    """``socksplice local status``: the node, its SocketSplices and every endpoint listed, from
+    the agent's ``status.json`` (a SpliceNode's ``status``)."""
+    status = NodeStatus.from_dict(raw)
+    conditions: list[Mapping[str, Any]] = raw.get("conditions") or []
+    ready: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+    lines = [
+        f"node {status.node_name}: Ready={ready.get('status', 'Unknown')} ({ready.get('reason', '-')}: "
+        f"{ready.get('message', '')}); agent {status.agent_version}, kernel {status.kernel}, "
+        f"heartbeat {raw.get('heartbeatTime', 'never')}",
+        f"pods attached: {', '.join(status.pods) or 'none'}",
+    ]
+    if manifests is not None:
+        lines.append(f"manifests: {', '.join(manifests) or 'none'}")
+    if status.observation:
+        lines.append(
+            f"observation unavailable: {status.observation}; Auto behaves as DryRun here "
+            "(every endpoint stays on TCP)"
+        )
+    lines += [f"manifest error: {e}" for e in status.manifest_errors]
+    if status.last_error:
+        lines.append(f"last error: {status.last_error}")
+    lines.append(f"socketsplices: {len(status.policies)}")
+    for p in sorted(status.policies, key=lambda p: p.name):
+        lines.append(
+            f"  {p.name}  {p.mode}  pods {p.attached_pods} attached of {p.matched_pods}; endpoints "
+            f"{p.endpoints_audit} Audit, {p.endpoints_spliced} Spliced, {p.endpoints_demoted} Demoted"
+        )
+    lines.append(f"endpoints: {len(status.endpoints) + status.endpoints_omitted}")
+    for e in status.endpoints:
+        lines += ["  " + line for line in describe_endpoint(e)]
+    if status.endpoints_omitted:
+        lines.append(
+            f"  ({status.endpoints_omitted} more not listed: status.json lists {MAX_ENDPOINTS} at most, "
+            "demoted and spliced first)"
+        )
+    return lines
+
+
 def _status(args: argparse.Namespace) -> int:
     directory = args.dir or DEFAULT_DIR
     status = directory / "status.json"
-    print(
-        status.read_text()
-        if status.exists()
-        else json.dumps({"agent": "no status.json yet: is the agent running?"})
+    if not status.exists():
+        if args.json:
+            print(json.dumps({"agent": "no status.json yet: is the agent running?"}))
+        else:
+            print(f"{status}: no status yet: is the agent running? (socksplice agent --local {directory})")
+        return 0
+    text = status.read_text()
+    if args.json:
+        print(text.rstrip("\n"))
+        return 0
+    manifests = sorted(
+        p.name
+        for p in (directory / state.MANIFESTS_DIR).glob("*")
+        if p.suffix in (".yaml", ".yml", ".json") and not p.name.startswith(".")
     )
+    try:
+        lines = describe_status(json.loads(text), manifests)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise PermanentError(f"{status}: not a node status: {exc}") from exc
+    print("\n".join(lines))
     return 0
 
 
@@ -123,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if name == "apply":
             sp.add_argument("-f", "--file", required=True, help="SocketSplice YAML ('-' for stdin)")
+        if name == "status":
+            sp.add_argument("--json", action="store_true", help="print the agent's status.json as it is")
         if name in ("delete", "exec"):
             sp.add_argument("-n", "--namespace", default="default")
         if name == "delete":
