@@ -70,6 +70,9 @@ class Member:
     bit_size: int = 0
 
 
+_RUNNING: dict[Path, Btf] = {}
+
+
 class Btf:
     """The parsed type section of one BTF blob."""
 
@@ -104,8 +107,14 @@ class Btf:
 
     @classmethod
     def running(cls, path: Path = VMLINUX) -> Btf:
+        """The running kernel's BTF, parsed once per process and path (about half a second here):
+        the running kernel does not change under a process."""
+        cached = _RUNNING.get(path)
+        if cached is not None:
+            return cached
         try:
-            return cls(path.read_bytes(), str(path))
+            parsed = _RUNNING[path] = cls(path.read_bytes(), str(path))
+            return parsed
         except OSError as exc:
             raise KernelUnsupported(
                 f"{path}: cannot read the kernel's BTF ({exc.strerror}); a kernel built with "
