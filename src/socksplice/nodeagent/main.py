@@ -61,6 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--pin-name", default=DatapathSettings.name, help="pin subdirectory (default: %(default)s)"
     )
     p.add_argument(
+        "--no-observe",
+        dest="observe",
+        action="store_false",
+        help="load without Auto mode's observation programs (Auto then behaves as DryRun on this node)",
+    )
+    p.add_argument(
         "--unread-limit",
         type=int,
         default=DatapathSettings.unread_limit,
@@ -107,6 +113,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
             name=args.pin_name,
             unread_limit=args.unread_limit,
             node_tcp_memory_low=args.node_tcp_memory_low,
+            observe=args.observe,
         ),
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
