@@ -329,6 +329,13 @@ function init(args)
     expected = f:read("*a")
     f:close()
     bad = 0
+    started = os.time()
+end
+function delay()
+    if os.time() - started >= QUIET_AFTER then
+        return 60000
+    end
+    return 0
 end
 function response(status, headers, body)
     if status ~= 200 or body ~= expected then
@@ -344,6 +351,12 @@ function done(summary, latency, requests)
 end
 """
 WRK_FILE = "16k.bin"
+WRK_SECONDS = 3
+WRK_QUIET_AFTER = 2
+"""Seconds (wall clock, whole) after which wrk's connections send no new request: the last responses
+arrive and are read before wrk closes, as an application that drains before it exits does (wrk
+stopped mid-response would close sockets with unread bytes, which Auto refuses: TCP resets there,
+tcp_bpf sends FIN)."""
 
 
 def parse_wrk(out: str) -> Trace:
@@ -362,14 +375,17 @@ def parse_wrk(out: str) -> Trace:
 
 
 def wrk_client(host: str, port: int, work: Path) -> Trace:
-    """wrk, 2 threads x 32 keep-alive connections for 3 s, each body checked against the file."""
+    """wrk, 2 threads x 32 keep-alive connections for 3 s, each body checked against the file;
+    no request after ``WRK_QUIET_AFTER`` s, so no response is in flight when wrk closes."""
     require("wrk")
     expected = work / "expected.bin"
     expected.write_bytes(content(FILES[WRK_FILE]))
     script = work / "check.lua"
-    script.write_text(WRK_LUA.replace("EXPECTED", str(expected)))
+    script.write_text(WRK_LUA.replace("EXPECTED", str(expected)).replace("QUIET_AFTER", str(WRK_QUIET_AFTER)))
     target = url(host, port, f"/{WRK_FILE}")
-    r = run(["wrk", "-t2", "-c32", "-d3s", "--timeout", "2s", "-s", str(script), target])
+    # --timeout above the quiet time: wrk counts a connection idle that long as a timeout
+    argv = ["wrk", "-t2", "-c32", f"-d{WRK_SECONDS}s", "--timeout", f"{WRK_SECONDS + 2}s", "-s", str(script)]
+    r = run([*argv, target])
     return {"exit": r.exit, **parse_wrk(r.out)}
 
 
