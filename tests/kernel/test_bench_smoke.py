@@ -2,8 +2,9 @@
 
 Smoke test: the real local cluster, agent and data path; every case runs on every path and
 the outputs are complete and consistent. No timing assertions: the figures are whatever this
-machine gives; only their presence, their shape, and that the spliced runs really were
-spliced (bytes redirected) are checked.
+machine gives; only their presence, their shape, that the spliced runs really were spliced
+(bytes redirected), that every auto run reached a verdict and was spliced exactly when its
+endpoint was promoted, and that connect/request/close stays on TCP under Auto are checked.
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def test_bench_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         for path, fig in w["paths"].items():
             assert fig["runs"] == 2, (case.name, path)
         assert w["paths"]["spliced"]["bytes_redirected"] > 0, f"{case.name}: spliced runs were not spliced"
+        auto = w["auto"]
+        assert len(auto["runs"]) == 2 and auto["verdict"] in ("Audit", "Spliced", "Demoted"), auto
+        for r in auto["runs"]:
+            assert r["reason"] and r["connections"] >= 1, (case.name, r)
+            assert (r["bytes_redirected"] > 0) == (r["verdict"] == "Spliced" == r["verdict_after_run"]), r
+        assert w["ratio_auto"]["p50_ratio" if case.latency else "throughput_ratio"] is not None
+        assert set(w["auto_check"]) >= ({"p50_us", "p99_us"} if case.latency else set()), w["auto_check"]
+        if case.kind == "crr":  # too short to gain (or refused): Auto leaves it on TCP
+            assert auto["verdict"] != "Spliced" and w["paths"]["auto"]["bytes_redirected"] == 0, auto
         ratio = w["ratio"]
         if case.kind in ("stream", "iperf3", "crr", "conc"):
             assert ratio["throughput_ratio"] is not None
@@ -80,3 +90,18 @@ def test_bench_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "throughput-vs-write-size.png" in pngs
     assert "cdf-echo-16KiB.png" in pngs
+
+
+def test_bench_observation_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--observation", "--quick", "--repeats", "1", "--json", "--out", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    obs = doc["observation"]
+    assert set(obs) == {"plain", "auto", "spliced"}
+    for path, e in obs.items():
+        assert e["runs"] == {"observe": 1, "no_observe": 1, "stats": 1}, (path, e)
+        assert e["programs_ns_per_transaction"] > 0 and 0 < e["programs_share_of_cpu"] < 1, (path, e)
+        assert e["program_runs_per_transaction"] >= 2, (path, e)  # a receive at each end, at least
+        assert e["cpu_difference_share"] is not None
+    assert obs["spliced"]["bytes_redirected"]["observe"] > 0
+    assert obs["plain"]["bytes_redirected"] == {"observe": 0, "no_observe": 0}
+    assert (tmp_path / "observation.json").exists()

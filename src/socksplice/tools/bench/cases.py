@@ -1,21 +1,23 @@
 """The benchmark matrix: which workloads run, on which paths, for how long.
 
 A *path* is how bytes travel between the client and the server: ``plain`` (TCP between the two
-pods, no SocketSplice), ``spliced`` (the same with the sample SocketSplice applied) and ``unix``
-(an AF_UNIX socketpair inside the client pod: the in-kernel socket-to-socket copy a splice
-cannot beat, run only where it means something).
+pods, no SocketSplice), ``spliced`` (the same with a SocketSplice in mode SpliceRelaxedReceive:
+every connection spliced), ``auto`` (a SocketSplice in mode Auto: the workload is audited on TCP
+first and its connections are spliced only if Auto promotes the endpoint) and ``unix`` (an
+AF_UNIX socketpair inside the client pod: the in-kernel socket-to-socket copy a splice cannot
+beat, run only where it means something).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Kind = Literal["echo", "rr", "stream", "iperf3", "crr", "conc"]
-Path = Literal["plain", "spliced", "unix"]
+Path = Literal["plain", "spliced", "auto", "unix"]
 
-TCP_PATHS: tuple[Path, ...] = ("plain", "spliced")
-ALL_PATHS: tuple[Path, ...] = ("plain", "spliced", "unix")
+TCP_PATHS: tuple[Path, ...] = ("plain", "spliced", "auto")
+ALL_PATHS: tuple[Path, ...] = ("plain", "spliced", "auto", "unix")
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -39,6 +41,16 @@ class Case:
     def latency(self) -> bool:
         """Whether the case reports per-round latencies (and stalls)."""
         return self.kind in ("echo", "rr", "crr", "conc")
+
+
+def audit_pass(case: Case) -> Case:
+    """The short run of ``case`` that Auto audits before an ``auto`` run is measured: enough
+    connections and messages for the bench's evidence window (one connection, one second)."""
+    if case.kind in ("echo", "rr"):
+        return replace(case, count=min(case.count, 200))
+    if case.kind == "iperf3":
+        return replace(case, seconds=1.0)  # iperf3 -t takes whole seconds
+    return replace(case, seconds=min(case.seconds, 0.2))
 
 
 def _label(size: int) -> str:

@@ -49,9 +49,15 @@ def render_csv(summaries: list[dict[str, Any]]) -> str:
                         fig["runs"],
                     ]
                 )
-        for key, against in (("ratio", "plain"), ("ratio_vs_unix", "unix")):
+        for key, label in (
+            ("ratio", "spliced/plain"),
+            ("ratio_vs_unix", "spliced/unix"),
+            ("ratio_auto", "auto/plain"),
+        ):
             for name, value in s.get(key, {}).items():
-                w.writerow(
-                    [s["workload"], s["kind"], s["size"], f"spliced/{against}", name, value, "", "", "", ""]
-                )
+                w.writerow([s["workload"], s["kind"], s["size"], label, name, value, "", "", "", ""])
+        if s.get("auto"):
+            w.writerow(
+                [s["workload"], s["kind"], s["size"], "auto", "verdict", s["auto"]["verdict"], "", "", "", ""]
+            )
     return buf.getvalue()

@@ -1,18 +1,22 @@
-"""``socksplice bench [--quick] [--json] [--out DIR] [--repeats N] [--only NAME ...]``.
+"""``socksplice bench [--quick] [--json] [--out DIR] [--repeats N] [--only NAME ...] [--observation]``.
 
 Builds the demo's local cluster, runs the matrix (cases.py) with every path interleaved and
 repeated, prints a table (or JSON with ``--json``) and, with ``--out``, writes results.json,
-results.csv, table.txt and the PNG plots there. Everything it creates is removed at the end.
+results.csv, table.txt and the PNG plots there. ``--observation`` measures the observation
+programs' cost instead (observing.py; ``--out`` gets observation.json). Everything it creates is
+removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +43,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only", nargs="+", metavar="NAME", help="run only cases whose name starts with one of these"
     )
+    p.add_argument(
+        "--observation",
+        action="store_true",
+        help="measure the observation programs' cost on rr-64B (with vs without, and bpf_stats) instead",
+    )
     return p
+
+
+def _meta(args: argparse.Namespace, argv: list[str], repeats: int, started: float) -> dict[str, Any]:
+    return {
+        "command": shlex.join(["socksplice", "bench", *argv]),
+        "machine": describe(),
+        "repeats": repeats,
+        "quick": bool(args.quick),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": round(time.time() - started, 1),
+    }
+
+
+def observation_main(args: argparse.Namespace, argv: list[str]) -> int:
+    from socksplice.tools.bench.observing import (
+        measure_observation,
+        render_observation,
+        summarize_observation,
+    )
+
+    repeats = max(args.repeats or 4, 1)
+    started = time.time()
+    samples = measure_observation(repeats, args.quick)
+    summary = summarize_observation(samples)
+    doc = json.dumps(
+        {
+            **_meta(args, argv, repeats, started),
+            "observation": summary,
+            "samples": [asdict(s) for s in samples],
+        },
+        indent=2,
+        ensure_ascii=False,
+    )
+    text = render_observation(summary)
+    print(doc if args.json else text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "observation.json").write_text(doc + "\n")
+        (args.out / "observation.txt").write_text(text + "\n")
+    return 0
 
 
 def _progress(run: Run) -> None:
     figs = ", ".join(
         f"{k}={v:.4g}" for k, v in run.figures.items() if k in ("p50_us", "p99_us", "gbit_per_s")
     )
-    extra = f", {run.bytes_redirected} B redirected" if run.path == "spliced" else ""
+    extra = f", {run.bytes_redirected} B redirected" if run.bytes_redirected else ""
+    if run.verdict is not None:
+        extra += f", verdict {run.verdict.verdict} -> {run.verdict.after}"
     print(f"bench: {run.case} {run.path}: {figs}{extra}", file=sys.stderr, flush=True)
 
 
@@ -65,20 +116,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[list[CaseResult], di
             results = run_matrix(env, cases, repeats, _progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    meta = {
-        "command": shlex.join(["socksplice", "bench", *argv]),
-        "machine": describe(),
-        "repeats": repeats,
-        "quick": bool(args.quick),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "duration_s": round(time.time() - started, 1),
-    }
-    return results, meta
+    return results, _meta(args, argv, repeats, started)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.observation:
+        return observation_main(args, argv)
     results, meta = run(args, argv)
     summaries = summarize_all(results)
     text = render_text(summaries, {r.case.name: headline(r.case) for r in results})

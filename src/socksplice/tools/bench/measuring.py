@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from socksplice.tools.bench.cases import Case, Path
+from socksplice.tools.demo.running import Verdict
 from socksplice.tools.workloads.iperf import run_iperf3
 from socksplice.tools.workloads.loadgen import PodRunner, run_conc, run_crr, run_echo, run_rr, run_stream
 
@@ -32,8 +33,9 @@ class Target:
 
 @dataclass
 class Run:
-    """One run's figures by name (see :func:`figures_of`), the latency samples for the CDF
-    plots, and the bytes the data path redirected while it ran (filled in by the runner)."""
+    """One run's figures by name, the latency samples for the CDF plots, and (filled in by the
+    runner) the bytes the data path redirected while it ran and, on the ``auto`` path, the
+    endpoint's verdict."""
 
     case: str
     path: Path
@@ -41,6 +43,7 @@ class Run:
     samples_us: tuple[float, ...] = ()
     bytes_redirected: int = 0
     spurious_eagain: int = 0
+    verdict: Verdict | None = None
 
 
 def process_cpu_s(pid: int) -> float:

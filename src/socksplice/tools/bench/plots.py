@@ -8,8 +8,8 @@ from typing import Any
 
 from socksplice.tools.bench.running import CaseResult
 
-COLORS = {"plain": "tab:blue", "spliced": "tab:orange", "unix": "tab:green"}
-LEGEND = {"plain": "plain TCP", "spliced": "spliced", "unix": "AF_UNIX socketpair"}
+COLORS = {"plain": "tab:blue", "spliced": "tab:orange", "auto": "tab:red", "unix": "tab:green"}
+LEGEND = {"plain": "plain TCP", "spliced": "spliced", "auto": "Auto", "unix": "AF_UNIX socketpair"}
 
 
 def _pyplot() -> Any:

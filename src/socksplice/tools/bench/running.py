@@ -1,10 +1,15 @@
 """Run the matrix in the demo's local cluster: every case, every path, interleaved, repeated.
 
-Reuses :func:`socksplice.tools.demo.running.demo_env` (two netns pods, the agent, the sample
-SocketSplice toggled between runs). Within a repeat the paths run in turn (plain, spliced,
-unix), and the order rotates from one repeat to the next, so slow drift of the machine lands on
-every path alike. Every run opens new connections, so a run is entirely plain or entirely
-spliced; the data path's byte counter records which.
+Reuses :func:`socksplice.tools.demo.running.demo_env` (two netns pods, the agent, the bench's
+SocketSplices, ``policies``, applied between runs). Within a repeat the paths run in turn (plain,
+spliced, auto, unix), and the order rotates from one repeat to the next, so slow drift of the
+machine lands on every path alike. Every run opens new connections, so a run is entirely plain
+or entirely spliced; the data path's byte counter records which.
+
+An ``auto`` run starts from no SocketSplice (the endpoint's record and evidence are dropped),
+applies the Auto policy, runs the case's audit pass (``cases.audit_pass``, unrecorded, on TCP),
+waits out the evidence window, reads the endpoint's verdict, then measures: a promoted
+endpoint's new connections are spliced, a refused one's stay on TCP.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from socksplice.tools.bench.cases import Case, Kind, Path
+from socksplice.tools.bench.cases import Case, Kind, Path, audit_pass
 from socksplice.tools.bench.measuring import Run, Target, measure
-from socksplice.tools.demo.running import DemoEnv
+from socksplice.tools.bench.policies import AUTO, AUTO_WINDOW_S, SPLICED
+from socksplice.tools.demo.running import DemoEnv, audit, verdict_of
 from socksplice.tools.workloads.iperf import IperfServer
 from socksplice.tools.workloads.loadgen import Server, ServerMode
 
@@ -72,17 +78,42 @@ def run_case(
     target = targets["iperf3" if case.kind == "iperf3" else SERVER_MODE[case.kind]]
     for repeat in range(repeats):
         for path in rotated(case.paths, repeat):
-            if path != "unix":
-                env.set_policy(path == "spliced")
-            before = env.datapath.totals()["bytes_redirected"]
-            run = measure(case, path, env.client, target, samples=case.latency)  # type: ignore[arg-type]
-            run.bytes_redirected = env.datapath.totals()["bytes_redirected"] - before
+            run = run_path(env, target, case, path)
             result.runs.append(run)
             log.info("bench: %s %s: %s", case.name, path, run.figures)
             if progress is not None:
                 progress(run)
-    env.set_policy(False)
+    env.apply(None)
     return result
+
+
+def run_path(
+    env: DemoEnv, target: Target, case: Case, path: Path, ready: Callable[[], None] | None = None
+) -> Run:
+    """One recorded run of ``case`` over ``path``, with the policy the path needs; ``ready`` is
+    called just before the measured run starts (after Auto's audit pass)."""
+    seen = None
+    if path == "plain":
+        env.apply(None)
+    elif path == "spliced":
+        env.apply(SPLICED)
+    elif path == "auto":
+        short = audit_pass(case)
+        seen = audit(
+            env,
+            AUTO,
+            target.port,
+            lambda: measure(short, path, env.client, target, samples=False),  # type: ignore[arg-type]
+            AUTO_WINDOW_S,
+        )
+    if ready is not None:
+        ready()
+    before = env.datapath.totals()["bytes_redirected"]
+    run = measure(case, path, env.client, target, samples=case.latency)  # type: ignore[arg-type]
+    run.bytes_redirected = env.datapath.totals()["bytes_redirected"] - before
+    if path == "auto":
+        run.verdict = verdict_of(seen, env.endpoint(target.port))
+    return run
 
 
 WARMUP = (

@@ -1,9 +1,13 @@
 """From runs to figures: per path the median of each figure with its spread, and the ratios.
 
 Latency, CPU cost: lower is better. Throughput, rates: higher is better. Every ratio is
-``spliced / other`` of the medians, so for latency a ratio below 1 and for throughput a ratio
-above 1 means the splice wins. Stalls (round trips over 10 ms) are summed over all runs, not
-taken as a median: one stall anywhere is one too many.
+``spliced / other`` (``ratio``, ``ratio_vs_unix``) or ``auto / plain`` (``ratio_auto``) of the
+medians, so for latency a ratio below 1 and for throughput a ratio above 1 means the splice
+wins. Stalls (round trips over 10 ms) are summed over all runs, not taken as a median: one stall
+anywhere is one too many.
+
+Auto's acceptance (``auto_check``): for p50, p99 and the throughput figure, Auto is no worse than
+plain TCP beyond the run-to-run spread, the larger of the two paths' ``(max - min) / median``.
 """
 
 from __future__ import annotations
@@ -71,6 +75,47 @@ def ratios(spliced: dict[str, Any], other: dict[str, Any]) -> dict[str, float | 
     return out
 
 
+CHECKED = ("p50_us", "p99_us", "gbit_per_s", "connections_per_s", "transactions_per_s")
+
+
+def _relative_spread(fig: dict[str, Any], name: str) -> float:
+    med, spread = fig.get(name), fig.get("spread", {}).get(name)
+    if not med or spread is None:
+        return 0.0
+    return float((spread["max"] - spread["min"]) / med)
+
+
+def auto_check(auto: dict[str, Any], plain: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per checked figure: the auto/plain ratio, the spread it is allowed, and whether Auto is
+    within it (not slower, or slower by no more than the runs differ among themselves)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in CHECKED:
+        r = ratio(auto[name], plain[name]) if name in auto and name in plain else None
+        if r is None:
+            continue
+        spread = max(_relative_spread(auto, name), _relative_spread(plain, name))
+        worse = (1 - r) if name in HIGHER_IS_BETTER else (r - 1)
+        out[name] = {"ratio": round(r, 3), "spread": round(spread, 3), "ok": worse <= spread}
+    return out
+
+
+def auto_verdicts(result: CaseResult) -> dict[str, Any]:
+    """The verdicts the ``auto`` runs reached: each run's, and the one most runs reached."""
+    runs = [r for r in result.runs if r.path == "auto" and r.verdict is not None]
+    if not runs:
+        return {}
+    per_run = [r.verdict.to_dict() | {"bytes_redirected": r.bytes_redirected} for r in runs if r.verdict]
+    names = [v["verdict"] for v in per_run]
+    common = max(set(names), key=names.count)
+    first = next(v for v in per_run if v["verdict"] == common)
+    return {
+        "verdict": common,
+        "reason": first["reason"],
+        "spliced_runs": sum(1 for r in runs if r.bytes_redirected > 0),
+        "runs": per_run,
+    }
+
+
 def summarize_case(result: CaseResult) -> dict[str, Any]:
     case = result.case
     paths = {p: _path_summary(result, p) for p in case.paths}
@@ -81,6 +126,10 @@ def summarize_case(result: CaseResult) -> dict[str, Any]:
         "paths": paths,
         "ratio": ratios(paths["spliced"], paths["plain"]),
     }
+    if "auto" in paths:
+        out["ratio_auto"] = ratios(paths["auto"], paths["plain"])
+        out["auto_check"] = auto_check(paths["auto"], paths["plain"])
+        out["auto"] = auto_verdicts(result)
     if case.connections:
         out["connections"] = case.connections
     if "unix" in paths:

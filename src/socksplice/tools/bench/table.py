@@ -35,10 +35,20 @@ def _verdict(figure: str, r: float | None) -> str:
     return "better" if better else "WORSE"
 
 
+def _auto_ok(s: dict[str, Any], fig: str) -> str:
+    check = s.get("auto_check", {}).get(fig)
+    if check is None:
+        return ""
+    return "ok" if check["ok"] else f"SLOWER (spread {check['spread']:.2f})"
+
+
+REASON_WIDTH = 90
+
+
 def render_text(summaries: list[dict[str, Any]], headlines: dict[str, tuple[str, ...]]) -> str:
     head = (
-        f"{'workload':<15} {'figure':<13} {'plain TCP':>11} {'spliced':>11} {'AF_UNIX':>11}"
-        f" {'spl/TCP':>8} {'spl/UNIX':>8}  spliced vs TCP"
+        f"{'workload':<15} {'figure':<13} {'plain TCP':>11} {'spliced':>11} {'Auto':>11} {'AF_UNIX':>11}"
+        f" {'spl/TCP':>8} {'spl/UNIX':>8} {'auto/TCP':>8}  spliced vs TCP  Auto vs TCP"
     )
     lines = [head, "-" * len(head)]
     for s in summaries:
@@ -46,11 +56,22 @@ def render_text(summaries: list[dict[str, Any]], headlines: dict[str, tuple[str,
         for fig in headlines[s["workload"]]:
             r = s["ratio"].get(RATIO_NAMES[fig])
             ru = s.get("ratio_vs_unix", {}).get(RATIO_NAMES[fig])
+            ra = s.get("ratio_auto", {}).get(RATIO_NAMES[fig])
             unix = paths.get("unix", {}).get(fig)
+            auto = paths.get("auto", {}).get(fig)
             lines.append(
                 f"{s['workload']:<15} {LABELS[fig]:<13} {_num(paths['plain'].get(fig)):>11}"
-                f" {_num(paths['spliced'].get(fig)):>11} {_num(unix):>11}"
-                f" {_num(r):>8} {_num(ru):>8}  {_verdict(fig, r)}"
+                f" {_num(paths['spliced'].get(fig)):>11} {_num(auto):>11} {_num(unix):>11}"
+                f" {_num(r):>8} {_num(ru):>8} {_num(ra):>8}  {_verdict(fig, r):<14}  {_auto_ok(s, fig)}"
+            )
+        if s.get("auto"):
+            a = s["auto"]
+            reason = (
+                a["reason"] if len(a["reason"]) <= REASON_WIDTH else a["reason"][: REASON_WIDTH - 1] + "…"
+            )
+            runs = len(a["runs"])
+            lines.append(
+                f"{'':<15} Auto: {a['verdict']} ({a['spliced_runs']} of {runs} runs spliced): {reason}"
             )
         if "stalls" in s:
             st = s["stalls"]
@@ -59,6 +80,7 @@ def render_text(summaries: list[dict[str, Any]], headlines: dict[str, tuple[str,
             lines.append(f"{'':<15} warning: no bytes were redirected in the spliced runs")
     lines.append(
         "medians of the interleaved runs; spread (min, max, IQR) in the JSON and CSV. "
-        "Latency and CPU: lower is better; throughput: higher."
+        "Latency and CPU: lower is better; throughput: higher. "
+        "Auto vs TCP: ok = not slower than plain TCP beyond the runs' spread."
     )
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The demo's workloads: each runs plain TCP and spliced in the same run, interleaved A B A B."""
+"""The demo's workloads: each runs plain TCP and under Auto in the same run, interleaved A B A B."""
 
 from __future__ import annotations
 
@@ -17,10 +17,15 @@ class Workload:
     size: int
     server_mode: str
 
-    def run(self, client: PodRunner, host: str, port: int, quick: bool) -> LatencyResult | StreamResult:
+    def run(
+        self, client: PodRunner, host: str, port: int, quick: bool, *, warmup: bool = False
+    ) -> LatencyResult | StreamResult:
+        """One run; ``warmup``: a short one (Auto's audit pass before the measured run)."""
         if self.kind == "rr":
-            return run_rr(client, host, port, req=self.size, resp=self.size, count=2000 if quick else 20000)
-        return run_stream(client, host, port, write_size=self.size, seconds=1.0 if quick else 3.0)
+            count = 200 if warmup else 2000 if quick else 20000
+            return run_rr(client, host, port, req=self.size, resp=self.size, count=count)
+        seconds = 0.2 if warmup else 1.0 if quick else 3.0
+        return run_stream(client, host, port, write_size=self.size, seconds=seconds)
 
 
 WORKLOADS: tuple[Workload, ...] = (
