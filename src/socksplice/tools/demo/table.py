@@ -1,7 +1,7 @@
 """The demo's output: the verdicts Auto reached per endpoint, a table of Auto/TCP ratios, or one
 JSON document.
 
-JSON (documented in README.md, "The demo"): ``{"policy": <the applied SocketSplice's
+JSON (``socksplice demo --json``): ``{"policy": <the applied SocketSplice's
 name and mode>, "endpoints": [...], "workloads": [...]}``. One endpoint per workload (its own
 server port): ``workload, server, client, port, verdict, reason, verdict_after_run, connections,
 spliced_connections, messages, would_differ, did_differ`` as the last Auto run saw them. One
