@@ -125,7 +125,7 @@ def test_a_blocking_reader_that_waits_is_refused(observing: SpliceEnv) -> None:
         assert result["ok"] == 3 * 20 and result["errors"] == {}
         wait_for(lambda: verdict(env) == "Demoted")
         [e] = endpoints(env)
-        assert e.would_differ.get("blocking_wait", 0) > 0, e
+        assert e.would_differ.get("blocking_receive", 0) > 0, e
         assert "blocking" in e.reason
         time.sleep(1.1)
         receivers(env, "blocking", conns=3)

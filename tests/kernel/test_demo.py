@@ -39,4 +39,3 @@ def test_demo_quick_json() -> None:
         if e["verdict"] == "Demoted":
             assert e["would_differ"] or e["did_differ"], e
         assert all(v is not None and v > 0 for v in w["ratio"].values())
-

@@ -107,7 +107,7 @@ def test_the_agent_exports_its_endpoints_verdicts_and_observation(
     quiet = dict.fromkeys(EVIDENCE, 0) | {"connections": 3, "receives": 30}
     dp.endpoint_evidence = {
         (server, client, 5432): quiet,
-        (server, other, 5432): quiet | {"would_blocking_wait": 2},
+        (server, other, 5432): quiet | {"would_blocking_receive": 2},
     }
     settings = AgentSettings(
         node_name="node-a", state_dir=tmp_path / "state", datapath=DatapathSettings(), metrics_port=-1
@@ -129,7 +129,7 @@ def test_the_agent_exports_its_endpoints_verdicts_and_observation(
     policy = (("policy", "auto"), ("policy_namespace", "demo"))
     assert observing["socksplice_endpoints", (*policy, ("verdict", "Audit"))] == 1
     assert observing["socksplice_endpoints", (*policy, ("verdict", "Demoted"))] == 1
-    assert observing["socksplice_receive_pattern_events_total", (("kind", "blocking_wait"), *policy)] == 2
+    assert observing["socksplice_receive_pattern_events_total", (("kind", "blocking_receive"), *policy)] == 2
     assert observing["socksplice_receive_differences_total", (("kind", "blocking_eagain"), *policy)] == 0
     assert observing["socksplice_observation_available", ()] == 1
     assert blind["socksplice_observation_available", ()] == 0

@@ -16,12 +16,12 @@ from socksplice.tools.demo.workloads import WORKLOADS
 
 DEMOTED = Verdict(
     "Demoted",
-    "would_blocking_wait (3): a blocking receive waited",
+    "would_blocking_receive (3): a blocking receive waited",
     "Demoted",
     1,
     0,
     600,
-    {"blocking_wait": 3},
+    {"blocking_receive": 3},
     {},
 )
 SPLICED = Verdict("Spliced", "promoted: 2 connections", "Spliced", 2, 1, 900, {}, {})
@@ -68,13 +68,13 @@ def test_case_summary_carries_the_verdicts_and_the_auto_ratio() -> None:
     )
     s = summarize_case(result)
     assert s["auto"]["verdict"] == "Demoted" and s["auto"]["spliced_runs"] == 0
-    assert s["auto"]["reason"].startswith("would_blocking_wait")
+    assert s["auto"]["reason"].startswith("would_blocking_receive")
     assert [r["verdict"] for r in s["auto"]["runs"]] == ["Demoted", "Demoted"]
     assert s["ratio_auto"]["p50_ratio"] == 0.995
     assert s["auto_check"]["p50_us"]["ok"] and s["auto_check"]["p99_us"]["ok"]
     json.dumps(s)  # the summary is plain JSON
     text = bench_text([s], {"rr-64B": ("p50_us", "p99_us")})
-    assert "Auto: Demoted (0 of 2 runs spliced): would_blocking_wait" in text
+    assert "Auto: Demoted (0 of 2 runs spliced): would_blocking_receive" in text
 
 
 def _demo_result(i: int, verdict: Verdict, redirected: int) -> WorkloadResult:
@@ -92,13 +92,13 @@ def test_demo_prints_each_endpoints_verdict_before_its_table() -> None:
     lines = render_text(results).splitlines()
     assert lines[0].startswith("SocketSplice applied: demo/bench, mode Auto (evidence window 1 connections")
     assert lines[1] == "Auto's verdicts, per endpoint (client -> server:port):"
-    assert "demo/client -> demo/server:9400  Demoted: would_blocking_wait" in lines[2]
+    assert "demo/client -> demo/server:9400  Demoted: would_blocking_receive" in lines[2]
     assert "demo/client -> demo/server:9402  Spliced: promoted" in lines[3]
     table = next(i for i, line in enumerate(lines) if line.startswith("workload"))
     assert table > 3
     assert any("stream-1KiB" in line and "Spliced" in line and line.endswith("yes") for line in lines)
     doc = json.loads(render_json(results))
     assert [e["verdict"] for e in doc["endpoints"]] == ["Demoted", "Spliced"]
-    assert doc["endpoints"][0]["would_differ"] == {"blocking_wait": 3}
+    assert doc["endpoints"][0]["would_differ"] == {"blocking_receive": 3}
     assert doc["workloads"][1]["auto"]["bytes_redirected"] == 1 << 20
     assert doc["workloads"][0]["ratio"] == {"p50_ratio": 1.0, "p99_ratio": 1.0}

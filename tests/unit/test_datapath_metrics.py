@@ -95,14 +95,16 @@ def values(
 
 SHOP = [
     endpoint("shop/redis-0", "shop/api-0", 6379, "shop/cache", "Spliced"),
-    endpoint("shop/redis-0", "shop/api-1", 6379, "shop/cache", "Demoted", wouldDiffer={"blocking_wait": 3}),
+    endpoint(
+        "shop/redis-0", "shop/api-1", 6379, "shop/cache", "Demoted", wouldDiffer={"blocking_receive": 3}
+    ),
     endpoint(
         "shop/redis-0",
         "shop/api-2",
         6379,
         "shop/cache",
         "Demoted",
-        wouldDiffer={"blocking_wait": 2, "waitall": 1},
+        wouldDiffer={"blocking_receive": 2, "waitall": 1},
         didDiffer={"blocking_eagain": 1},
     ),
     endpoint("web/db-0", "web/app-0", 5432, "web/db", "Audit", reason="evidence: 3 of 20 connections"),
@@ -121,8 +123,8 @@ def test_endpoints_by_verdict_and_evidence_summed_per_socketsplice() -> None:
     }
     would = values(scraped, "socksplice_receive_pattern_events_total", "kind")
     assert {k for p, k in would if p == "shop/cache"} == set(WOULD_KINDS)  # every kind, 0 included
-    assert would["shop/cache", "blocking_wait"] == 5 and would["shop/cache", "waitall"] == 1
-    assert would["shop/cache", "rcvlowat"] == 0 and would["web/db", "blocking_wait"] == 0
+    assert would["shop/cache", "blocking_receive"] == 5 and would["shop/cache", "waitall"] == 1
+    assert would["shop/cache", "rcvlowat"] == 0 and would["web/db", "blocking_receive"] == 0
     did = values(scraped, "socksplice_receive_differences_total", "kind")
     assert {k for p, k in did if p == "web/db"} == set(DID_KINDS)
     assert did["shop/cache", "blocking_eagain"] == 1 and sum(did.values()) == 1
@@ -144,18 +146,18 @@ def test_evidence_counters_keep_growing_when_endpoints_go() -> None:
     collector = DatapathCollector(_Datapath(), _Stats(), lambda slot: "", lambda: tuple(current))
     first = values(scrape(collector), "socksplice_receive_pattern_events_total", "kind")
     del current[1]  # shop/api-1's pod is gone: its endpoint is dropped
-    current[1] = dataclasses.replace(current[1], would_differ={"blocking_wait": 4, "waitall": 1})
+    current[1] = dataclasses.replace(current[1], would_differ={"blocking_receive": 4, "waitall": 1})
     second = values(scrape(collector), "socksplice_receive_pattern_events_total", "kind")
-    assert second["shop/cache", "blocking_wait"] == 3 + 4
+    assert second["shop/cache", "blocking_receive"] == 3 + 4
     current.clear()  # every pod gone; then shop/api-2 comes back with fresh counters
     third_scrape = scrape(collector)
     third = values(third_scrape, "socksplice_receive_pattern_events_total", "kind")
     # shop/cache has no endpoint left: 0 endpoints, and its counters keep what was counted.
     assert set(values(third_scrape, "socksplice_endpoints", "verdict").values()) == {0}
-    assert third["shop/cache", "blocking_wait"] == 3 + 4
-    current.append(dataclasses.replace(SHOP[2], would_differ={"blocking_wait": 1}))
+    assert third["shop/cache", "blocking_receive"] == 3 + 4
+    current.append(dataclasses.replace(SHOP[2], would_differ={"blocking_receive": 1}))
     fourth = values(scrape(collector), "socksplice_receive_pattern_events_total", "kind")
-    assert fourth["shop/cache", "blocking_wait"] == 3 + 4 + 1
+    assert fourth["shop/cache", "blocking_receive"] == 3 + 4 + 1
     for before, after in ((first, second), (second, third), (third, fourth)):
         # a series may only go (web/db: no endpoint and nothing ever counted), never shrink
         assert all(after[k] >= v for k, v in before.items() if k in after), (before, after)

@@ -33,7 +33,7 @@ DEMOTED_DICT: dict[str, Any] = {
     "splicedConnections": 40,
     "messages": 900,
     "bytes": 123456,
-    "wouldDiffer": {"blocking_wait": 3},
+    "wouldDiffer": {"blocking_receive": 3},
     "didDiffer": {},
 }
 
@@ -50,7 +50,7 @@ DEMOTED = EndpointStatus(
     spliced_connections=40,
     messages=900,
     bytes=123456,
-    would_differ={"blocking_wait": 3},
+    would_differ={"blocking_receive": 3},
 )
 
 SPLICED = EndpointStatus("shop/api-0", "shop/web-7d9f-abcde", 8080, "shop/cache", "Auto", "Spliced", "ok")
@@ -78,9 +78,9 @@ def test_endpoint_reads_from_the_agents_dict() -> None:
 
 
 def test_only_kinds_seen_are_kept() -> None:
-    raw = {**DEMOTED_DICT, "wouldDiffer": {"blocking_wait": 3, "waitall": 0}, "didDiffer": {"splice": 0}}
+    raw = {**DEMOTED_DICT, "wouldDiffer": {"blocking_receive": 3, "waitall": 0}, "didDiffer": {"splice": 0}}
     e = EndpointStatus.from_dict(raw)
-    assert (e.would_differ, e.did_differ) == ({"blocking_wait": 3}, {})
+    assert (e.would_differ, e.did_differ) == ({"blocking_receive": 3}, {})
     assert replace(e, did_differ={"fionread": 0, "splice": 2}).to_dict()["didDiffer"] == {"splice": 2}
 
 

@@ -42,7 +42,7 @@ ENDPOINTS = (
         connections=4,
         messages=9,
         bytes=900,
-        would_differ={"blocking_wait": 3, "waitall": 1},
+        would_differ={"blocking_receive": 3, "waitall": 1},
         did_differ={"blocking_eagain": 1},
     ),
 )
@@ -75,7 +75,7 @@ def test_each_endpoint_with_its_verdict_reason_and_counts() -> None:
     assert lines[demoted + 1] == f"      reason: {ENDPOINTS[1].reason}"
     assert lines[demoted + 2] == (
         "      connections 4 (0 spliced), messages 9, bytes 900; "
-        "would differ: blocking_wait 3, waitall 1; did differ: blocking_eagain 1"
+        "would differ: blocking_receive 3, waitall 1; did differ: blocking_eagain 1"
     )
     spliced = lines.index("  shop/api-0 -> shop/redis-0:6379  Spliced  (shop/cache, Auto)")
     assert lines[spliced + 2].endswith("would differ: none; did differ: none")

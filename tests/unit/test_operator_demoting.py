@@ -39,7 +39,7 @@ def _endpoint(client: str, verdict: str, since: str, policy: str = "demo/accel")
         "splicedConnections": 1 if verdict == "Demoted" else 0,
         "messages": 40,
         "bytes": 4096,
-        "wouldDiffer": {"blocking_wait": 3} if verdict == "Demoted" else {},
+        "wouldDiffer": {"blocking_receive": 3} if verdict == "Demoted" else {},
         "didDiffer": {},
     }
 

@@ -98,14 +98,14 @@ def test_once_spliced_the_cost_is_not_judged_again() -> None:
 @pytest.mark.parametrize(
     ("counter", "sentence"),
     [
-        ("would_blocking_wait", "a blocking receive waited for data: tcp_bpf turns a wake-up without data"),
+        ("would_blocking_receive", "blocking receives (without MSG_DONTWAIT): one that waits"),
         ("would_waitall", "MSG_WAITALL: tcp_bpf returns what is queued"),
         ("would_rcvlowat", "SO_RCVLOWAT above 1: tcp_bpf ignores it"),
         ("would_splice", "splice(2)/sendfile(2) reads only TCP's queue, not spliced bytes"),
         ("would_close_unread", "close with unread bytes: TCP resets, tcp_bpf sends FIN"),
         ("would_fionread", "FIONREAD counts only TCP's queue on this kernel"),
         ("did_blocking_eagain", "happened: a blocking receive without SO_RCVTIMEO returned EAGAIN"),
-        ("did_waitall_short", "happened: a MSG_WAITALL receive returned fewer bytes than asked"),
+        ("did_waitall_short", "happened: a MSG_WAITALL receive returned what was queued before EOF"),
         ("did_rcvlowat_short", "happened: a receive returned fewer bytes than SO_RCVLOWAT"),
         ("did_splice", "happened: splice(2)/sendfile(2) read only TCP's queue"),
         ("did_close_unread", "happened: a close with unread bytes sent FIN"),

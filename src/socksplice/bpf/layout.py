@@ -50,7 +50,14 @@ COUNTERS: tuple[str, ...] = (
 """``enum ss_counter`` in order, each ``SS_C_<NAME>`` in lower case."""
 NR_COUNTERS = len(COUNTERS)
 
-WOULD_KINDS: tuple[str, ...] = ("blocking_wait", "waitall", "rcvlowat", "splice", "close_unread", "fionread")
+WOULD_KINDS: tuple[str, ...] = (
+    "blocking_receive",
+    "waitall",
+    "rcvlowat",
+    "splice",
+    "close_unread",
+    "fionread",
+)
 """Receive patterns that tcp_bpf serves differently from TCP, seen on any watched socket."""
 DID_KINDS: tuple[str, ...] = (
     "blocking_eagain",
@@ -66,7 +73,6 @@ EVIDENCE: tuple[str, ...] = (
     "spliced_connections",
     "receives",
     "bytes",
-    "blocking_receives",
     *(f"would_{k}" for k in WOULD_KINDS),
     *(f"did_{k}" for k in DID_KINDS),
 )

@@ -61,10 +61,6 @@ TRACEPOINTS = (
     "sock:sock_recv_length",
     "sock:inet_sock_set_state",
     "tcp:tcp_destroy_sock",
-    "syscalls:sys_enter_read",
-    "syscalls:sys_enter_recvfrom",
-    "syscalls:sys_enter_recvmsg",
-    "syscalls:sys_enter_readv",
     "syscalls:sys_enter_splice",
     "syscalls:sys_enter_sendfile64",
     "syscalls:sys_enter_ioctl",
@@ -159,7 +155,6 @@ def kernel_field_cflags(btf: Btf | None = None) -> list[str]:
 
 
 OBSERVE_FIELDS = {
-    "SS_OFF_TASK_NVCSW": ("task_struct", "nvcsw", 8),
     "SS_OFF_TASK_FILES": ("task_struct", "files", 8),
     "SS_OFF_FILES_FDT": ("files_struct", "fdt", 8),
     "SS_OFF_FDT_MAX_FDS": ("fdtable", "max_fds", 4),
@@ -403,12 +398,16 @@ class Datapath:
     def evidence(self) -> dict[EndpointTuple, dict[str, int]]:
         """Per endpoint, what the observation programs counted (docs/auto.md)."""
         out: dict[EndpointTuple, dict[str, int]] = {}
-        for k, v in self._evidence.items():
+        for k, per_cpu in self._evidence.items():  # a per-CPU map: one leaf per CPU, summed
             key = EndpointKeyStruct.from_buffer_copy(bytes(k))
-            counts = EvidenceStruct.from_buffer_copy(bytes(v))
-            out[(int(key.server_netns), int(key.client_netns), int(key.port))] = {
-                name: int(counts.n[i]) for i, name in enumerate(EVIDENCE)
-            }
+            sums = [0] * len(EVIDENCE)
+            for leaf in per_cpu:
+                counts = EvidenceStruct.from_buffer_copy(bytes(leaf))
+                for i in range(len(EVIDENCE)):
+                    sums[i] += int(counts.n[i])
+            out[(int(key.server_netns), int(key.client_netns), int(key.port))] = dict(
+                zip(EVIDENCE, sums, strict=True)
+            )
         return out
 
     def forget_endpoints(self, keys: list[EndpointTuple]) -> None:

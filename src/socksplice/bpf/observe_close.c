@@ -1,5 +1,5 @@
-/* socksplice observation: how watched sockets close (tracepoints sock:inet_sock_set_state and
- * tcp:tcp_destroy_sock).
+/* socksplice observation: how watched sockets close (raw tracepoints inet_sock_set_state and
+ * tcp_destroy_sock).
  *
  * close(2) with unread bytes makes TCP reset the connection (__tcp_close: "data was lost"), which
  * the peer sees as ECONNRESET. On a spliced socket the unread bytes sit in the psock, not in TCP's
@@ -25,21 +25,20 @@
 #define SS_TCP_CLOSE_WAIT 8
 #define SS_TCP_LAST_ACK 9
 #define SS_SHUTDOWN_MASK 3
-#define SS_IPPROTO_TCP 6
 #define SS_SOCK_DONE 1 /* enum sock_flags: the peer's FIN arrived (tcp_fin) */
 
-TRACEPOINT_PROBE(sock, inet_sock_set_state)
+/* TP_PROTO(const struct sock *sk, const int oldstate, const int newstate); only TCP sockets are in
+ * `watch`. */
+RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 {
-	if (args->protocol != SS_IPPROTO_TCP)
-		return 0;
-	__u64 sk = (__u64)args->skaddr;
+	__u64 sk = ctx->args[0];
 	struct ss_watch *w = watch.lookup(&sk);
 	struct ss_evidence_counts *ev = w ? evidence.lookup(&w->ep) : 0;
 	if (!ev)
 		return 0;
 	if ((ss_read(sk, SS_OFF_SK_SHUTDOWN, 1) >> SS_SHUTDOWN_SHIFT & SS_SHUTDOWN_MASK) != SS_SHUTDOWN_MASK)
 		return 0; /* not closed, nor shut down both ways */
-	int from = args->oldstate, to = args->newstate;
+	int from = (int)ctx->args[1], to = (int)ctx->args[2];
 	if (to == SS_TCP_CLOSE &&
 	    (from == SS_TCP_ESTABLISHED || from == SS_TCP_CLOSE_WAIT || from == SS_TCP_FIN_WAIT1 || from == SS_TCP_FIN_WAIT2) &&
 	    ss_read(sk, SS_OFF_SK_ERR, 4) == 0 && ss_read(sk, SS_OFF_SK_RCVQ_LEN, 4) == 0) {
@@ -59,9 +58,10 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	return 0;
 }
 
-TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
+/* TP_PROTO(struct sock *sk) */
+RAW_TRACEPOINT_PROBE(tcp_destroy_sock)
 {
-	__u64 sk = (__u64)args->skaddr;
+	__u64 sk = ctx->args[0];
 	watch.delete(&sk);
 	return 0;
 }

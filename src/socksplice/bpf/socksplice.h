@@ -126,9 +126,8 @@ enum ss_evidence {
 	SS_E_SPLICED_CONNECTIONS,
 	SS_E_RECEIVES,           /* receive calls that returned data */
 	SS_E_BYTES,              /* bytes those returned */
-	SS_E_BLOCKING_RECEIVES,  /* receive calls without MSG_DONTWAIT */
-	SS_E_WOULD_BLOCKING_WAIT, /* a blocking receive that slept waiting (tcp_bpf: a wake-up without
-	                          * data returns EAGAIN) */
+	SS_E_WOULD_BLOCKING_RECEIVE, /* a receive without MSG_DONTWAIT (it waits when nothing is queued, and
+	                              * tcp_bpf returns EAGAIN from a wake-up without data) */
 	SS_E_WOULD_WAITALL,      /* MSG_WAITALL (tcp_bpf returns what is queued) */
 	SS_E_WOULD_RCVLOWAT,     /* a receive with SO_RCVLOWAT > 1 (tcp_bpf ignores it) */
 	SS_E_WOULD_SPLICE,       /* splice(2) or sendfile(2) reading the socket (reads TCP's queue only) */
@@ -266,7 +265,7 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, counters, SS_MAX_POLICIES * SS_NR
 		 SS_PIN_DIR "/counters");
 BPF_TABLE_PINNED("hash", struct ss_endpoint_key, struct ss_verdict, verdicts, SS_ENDPOINTS_SIZE,
 		 SS_PIN_DIR "/verdicts");
-BPF_TABLE_PINNED("hash", struct ss_endpoint_key, struct ss_evidence_counts, evidence, SS_ENDPOINTS_SIZE,
+BPF_TABLE_PINNED("percpu_hash", struct ss_endpoint_key, struct ss_evidence_counts, evidence, SS_ENDPOINTS_SIZE,
 		 SS_PIN_DIR "/evidence");
 BPF_TABLE_PINNED("array", __u32, __u32, demoted, SS_ENDPOINT_SLOTS, SS_PIN_DIR "/demoted");
 BPF_TABLE_PINNED("lru_hash", __u64, struct ss_watch, watch, SS_SOCKHASH_SIZE, SS_PIN_DIR "/watch");
@@ -338,10 +337,12 @@ static __always_inline void ss_demote(__u32 slot)
 		*d = 1;
 }
 
+/* `evidence` is per CPU (the two ends of an endpoint count on different CPUs without sharing a
+ * cache line, and without atomics); the agent sums the CPUs. */
 static __always_inline void ss_evidence_add(struct ss_evidence_counts *ev, __u32 kind, __u64 n)
 {
 	if (kind < SS_NR_EVIDENCE)
-		__sync_fetch_and_add(&ev->n[kind], n);
+		ev->n[kind] += n;
 }
 
 #endif /* SS_ABI_ONLY */

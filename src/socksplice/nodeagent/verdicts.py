@@ -69,9 +69,10 @@ class EndpointRecord:
 
 KIND_REASONS: Mapping[str, str] = MappingProxyType(
     {
-        "would_blocking_wait": (
-            "a blocking receive waited for data: tcp_bpf turns a wake-up without data "
-            "(own FIN acknowledged, reset, send-buffer space, a signal) into EAGAIN"
+        "would_blocking_receive": (
+            "blocking receives (without MSG_DONTWAIT): one that waits with nothing queued gets EAGAIN "
+            "from tcp_bpf when woken without data (own FIN acknowledged, reset, send-buffer space, "
+            "a signal)"
         ),
         "would_waitall": "MSG_WAITALL: tcp_bpf returns what is queued",
         "would_rcvlowat": "SO_RCVLOWAT above 1: tcp_bpf ignores it",
@@ -83,8 +84,8 @@ KIND_REASONS: Mapping[str, str] = MappingProxyType(
             "where TCP would have kept waiting"
         ),
         "did_waitall_short": (
-            "happened: a MSG_WAITALL receive returned fewer bytes than asked "
-            "where TCP would have waited for all"
+            "happened: a MSG_WAITALL receive returned what was queued before EOF, "
+            "where TCP waits for all it was asked"
         ),
         "did_rcvlowat_short": (
             "happened: a receive returned fewer bytes than SO_RCVLOWAT where TCP would have waited"
