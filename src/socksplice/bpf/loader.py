@@ -64,6 +64,7 @@ TRACEPOINTS = (
     "syscalls:sys_enter_splice",
     "syscalls:sys_enter_sendfile64",
     "syscalls:sys_enter_ioctl",
+    "syscalls:sys_enter_setsockopt",
 )
 """What the observation programs attach to (docs/auto.md)."""
 EndpointTuple = tuple[int, int, int]
@@ -333,6 +334,11 @@ class Datapath:
             dp.sk_msg_id,
         )
         return dp
+
+    def program_fds(self) -> dict[str, int]:
+        """The fds of every loaded program by function name (sockops, sk_msg, the observation
+        programs), e.g. to read the kernel's run-time statistics of each."""
+        return {name.decode(): int(f.fd) for name, f in self._bpf.funcs.items()}
 
     def _table_fd(self, name: str) -> int:
         from bcc import lib

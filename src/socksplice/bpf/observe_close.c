@@ -14,7 +14,8 @@
  *   (sk_user_data is empty: a close, not a shutdown) while it still holds receive memory
  *   (sk_rmem_alloc: the psock's unread messages, charged to it since 6.12.8/6.1.y and freed only
  *   after an RCU grace period; TCP's own queue was emptied): did-differ close_unread.
- * tcp_destroy_sock forgets the socket (its address may be reused).
+ * tcp_destroy_sock adds what the socket still counted to its endpoint's evidence and forgets the
+ * socket (its address may be reused).
  */
 #include "socksplice.h"
 
@@ -62,6 +63,12 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 RAW_TRACEPOINT_PROBE(tcp_destroy_sock)
 {
 	__u64 sk = ctx->args[0];
+	struct ss_watch *w = watch.lookup(&sk);
+	if (!w)
+		return 0;
+	struct ss_evidence_counts *ev = evidence.lookup(&w->ep);
+	if (ev)
+		ss_flush_watch(ev, w); /* what the socket counted since its last flush */
 	watch.delete(&sk);
 	return 0;
 }

@@ -1,5 +1,5 @@
 /* socksplice observation: system calls that name a watched socket by file descriptor
- * (syscalls:sys_enter_splice, sys_enter_sendfile64, sys_enter_ioctl).
+ * (syscalls:sys_enter_splice, sys_enter_sendfile64, sys_enter_ioctl, sys_enter_setsockopt).
  *
  * splice(2) and sendfile(2) read a TCP socket through tcp_splice_read, which takes only TCP's
  * receive queue: bytes spliced into the socket's psock are not seen (the reader stalls). FIONREAD /
@@ -11,6 +11,8 @@
 #include "socksplice.h"
 
 #define SS_FIONREAD 0x541B
+#define SS_SOL_SOCKET 1
+#define SS_SO_RCVLOWAT 18
 
 static __always_inline __u64 ss_fd_sock(long fd)
 {
@@ -38,6 +40,19 @@ static __always_inline int ss_fd_event(long fd, __u32 would, __u32 did)
 		ss_evidence_add(ev, did, 1);
 		ss_demote(w->slot);
 	}
+	return 0;
+}
+
+/* setsockopt(SO_RCVLOWAT) on a watched socket: from now on its receives read SO_RCVLOWAT
+ * (observe_recv.c); sockops reads it at establishment for a value set before or inherited. */
+TRACEPOINT_PROBE(syscalls, sys_enter_setsockopt)
+{
+	if (args->level != SS_SOL_SOCKET || args->optname != SS_SO_RCVLOWAT)
+		return 0;
+	__u64 sk = ss_fd_sock(args->fd);
+	struct ss_watch *w = sk ? watch.lookup(&sk) : 0;
+	if (w)
+		w->flags |= SS_W_RCVLOWAT;
 	return 0;
 }
 

@@ -110,10 +110,14 @@ static __always_inline int ss_decide(int mode, const struct ss_endpoint_key *ep,
 }
 
 /* Watch this socket of a connection between two selected pods: the observation programs look it
- * up by its struct sock address. */
-static __always_inline void ss_watch_sock(__u64 sk_addr, const struct ss_endpoint_key *ep, __u32 slot, __u32 flags,
-					  __u32 policy_slot)
+ * up by its struct sock address. SO_RCVLOWAT set before (or inherited from the listener) marks it
+ * so that its receives read it (observe_recv.c). */
+static __always_inline void ss_watch_sock(struct bpf_sock_ops *skops, __u64 sk_addr, const struct ss_endpoint_key *ep,
+					  __u32 slot, __u32 flags, __u32 policy_slot)
 {
+	int lowat = 0;
+	if (bpf_getsockopt(skops, 1 /* SOL_SOCKET */, 18 /* SO_RCVLOWAT */, &lowat, sizeof(lowat)) == 0 && lowat > 1)
+		flags |= SS_W_RCVLOWAT;
 	struct ss_watch w = {.slot = slot, .flags = flags};
 	w.ep.server_netns = ep->server_netns;
 	w.ep.client_netns = ep->client_netns;
@@ -244,10 +248,10 @@ int ss_sockops(struct bpf_sock_ops *skops)
 			return 1;
 		if (splice) {
 			st->endpoint_slot = ep_slot;
-			ss_watch_sock(st->sk_addr, &ep, ep_slot, SS_W_SPLICED, slot);
+			ss_watch_sock(skops, st->sk_addr, &ep, ep_slot, SS_W_SPLICED, slot);
 			return 1;
 		}
-		ss_watch_sock(st->sk_addr, &ep, 0, 0, slot);
+		ss_watch_sock(skops, st->sk_addr, &ep, 0, 0, slot);
 		return 1;
 	}
 
@@ -279,13 +283,13 @@ int ss_sockops(struct bpf_sock_ops *skops)
 	if (!passive || !first_spliced || (mode != SS_MODE_SPLICE && mode != SS_MODE_AUTO)) {
 		ss_count(slot, mode == SS_MODE_DRYRUN ? SS_C_PAIRS_DRYRUN : SS_C_PAIRS_AUDIT, 1);
 		if (passive) {
-			ss_watch_sock(st->sk_addr, &ep, 0, SS_W_SERVER, slot);
+			ss_watch_sock(skops, st->sk_addr, &ep, 0, SS_W_SERVER, slot);
 			ss_count_connection(&ep, 0, slot);
 		}
 		return 1;
 	}
 	if (ss_insert(skops, st, &id) != 0) {
-		ss_watch_sock(st->sk_addr, &ep, 0, SS_W_SERVER, slot);
+		ss_watch_sock(skops, st->sk_addr, &ep, 0, SS_W_SERVER, slot);
 		ss_count_connection(&ep, 0, slot);
 		return 1;
 	}
@@ -296,7 +300,7 @@ int ss_sockops(struct bpf_sock_ops *skops)
 	struct ss_peer me = {.sock_id = id, .sk_addr = st->sk_addr};
 	peer_of.update(&peer_id, &me);
 	ss_count(slot, SS_C_PAIRS_SPLICED, 1);
-	ss_watch_sock(st->sk_addr, &ep, ep_slot, SS_W_SPLICED | SS_W_SERVER, slot);
+	ss_watch_sock(skops, st->sk_addr, &ep, ep_slot, SS_W_SPLICED | SS_W_SERVER, slot);
 	ss_count_connection(&ep, 1, slot);
 	return 1;
 }

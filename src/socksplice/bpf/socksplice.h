@@ -110,12 +110,20 @@ struct ss_verdict {
 /* A socket of a watched connection (every connection between two selected pods), keyed by its
  * struct sock address, which is what tracepoints report: written by sockops, read by the
  * observation programs, deleted when the kernel destroys the socket. */
-#define SS_W_SPLICED 0x1 /* the socket is in the SOCKHASH (its receives follow tcp_bpf) */
-#define SS_W_SERVER 0x2  /* the server end */
+#define SS_W_SPLICED 0x1  /* the socket is in the SOCKHASH (its receives follow tcp_bpf) */
+#define SS_W_SERVER 0x2   /* the server end */
+#define SS_W_RCVLOWAT 0x4 /* SO_RCVLOWAT was set on it (or inherited): its receives read it */
+#define SS_W_BLOCKING 0x8 /* it had a blocking receive (the first one is counted at once) */
+#define SS_W_FLUSH_EVERY 64 /* receives counted in the socket's entry before they go to `evidence` */
 struct ss_watch {
 	struct ss_endpoint_key ep;
 	__u32 slot;  /* the endpoint's demotion flag (0: none, as in SpliceRelaxedReceive) */
 	__u32 flags; /* SS_W_* */
+	/* Counted here, added to the endpoint's `evidence` every SS_W_FLUSH_EVERY receives and when
+	 * the socket is destroyed: one map look per receive instead of two. */
+	__u32 receives;
+	__u32 blocking;
+	__u64 bytes;
 };
 
 /* Per endpoint, counted by the programs since the endpoint's first connection (never reset):
@@ -325,6 +333,17 @@ static __always_inline __u64 ss_read(__u64 addr, __u32 off, __u32 size)
 	__u64 v = 0;
 	bpf_probe_read_kernel(&v, size & 0xf, (void *)(addr + off));
 	return v;
+}
+
+/* Add what a socket's `watch` entry counted to its endpoint's evidence, and start again. */
+static __always_inline void ss_flush_watch(struct ss_evidence_counts *ev, struct ss_watch *w)
+{
+	ev->n[SS_E_RECEIVES] += w->receives;
+	ev->n[SS_E_BYTES] += w->bytes;
+	ev->n[SS_E_WOULD_BLOCKING_RECEIVE] += w->blocking;
+	w->receives = 0;
+	w->bytes = 0;
+	w->blocking = 0;
 }
 
 /* Demote an endpoint's live connections: each moves to TCP at its next send (sk_msg.c). */

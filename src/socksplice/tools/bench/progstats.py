@@ -16,7 +16,6 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from socksplice.bpf.loader import Datapath
 from socksplice.kernel import bpfsys
@@ -24,6 +23,7 @@ from socksplice.kernel import bpfsys
 BPF_ENABLE_STATS = 32
 BPF_STATS_RUN_TIME = 0
 BPF_PROG_TYPE_TRACEPOINT = 5
+BPF_PROG_TYPE_RAW_TRACEPOINT = 17
 _INFO_SIZE = 256
 _OFF_TYPE, _OFF_NAME, _OFF_RUN_TIME, _OFF_RUN_CNT = 0, 64, 192, 200
 
@@ -58,8 +58,7 @@ def _info(fd: int) -> tuple[int, str, int, int]:
 
 def program_fds(datapath: Datapath) -> dict[str, int]:
     """The fds of the data path's loaded programs by function name (bcc's ``funcs``)."""
-    funcs: dict[bytes, Any] = getattr(datapath, "_bpf").funcs  # noqa: B009 (the loader keeps bcc private)
-    return {name.decode(): int(f.fd) for name, f in funcs.items()}
+    return datapath.program_fds()
 
 
 def observation_stats(datapath: Datapath) -> list[ProgStats]:
@@ -67,8 +66,9 @@ def observation_stats(datapath: Datapath) -> list[ProgStats]:
     out = []
     for name, fd in sorted(program_fds(datapath).items()):
         kind, _short, run_time, run_cnt = _info(fd)
-        if kind == BPF_PROG_TYPE_TRACEPOINT:
-            out.append(ProgStats(name.removeprefix("tracepoint__"), run_time, run_cnt))
+        if kind in (BPF_PROG_TYPE_TRACEPOINT, BPF_PROG_TYPE_RAW_TRACEPOINT):
+            short = name.removeprefix("tracepoint__").removeprefix("raw_tracepoint__")
+            out.append(ProgStats(short, run_time, run_cnt))
     return out
 
 
