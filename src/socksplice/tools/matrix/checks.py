@@ -197,7 +197,7 @@ def conformance(full: bool) -> Step:
         report: Any = json.loads(done.stdout)
     except ValueError:
         report = None
-    # exit 0: none in DryRun, none beyond the documented tcp_bpf ones in SpliceRelaxedReceive
+    # exit 0: none in Auto or DryRun, none beyond the documented tcp_bpf ones in SpliceRelaxedReceive
     # (docs/hazards.md); 1: a new one
     detail = f"exit {done.returncode}" + ("" if report is not None else f": {_tail(done.stderr)}")
     if isinstance(report, dict):

@@ -18,7 +18,7 @@ INTRO = (
     "Each kernel runs the same checks (`socksplice.tools.matrix.checks`): `socksplice doctor --json`, "
     "the agent in local mode until it attaches the demo pods, the data-path tests, and "
     "`socksplice conformance --json` when the project has it. Conformance passes when the "
-    "default mode (DryRun) shows no difference from plain TCP and SpliceRelaxedReceive none "
+    "default mode (Auto) and DryRun show no difference from plain TCP and SpliceRelaxedReceive none "
     "beyond the documented ones (docs/hazards.md). Debian's cloud kernels boot "
     "under qemu (TCG) from an image built from Debian packages; `running` is this machine's "
     "kernel, checked in place. See `src/socksplice/tools/matrix/__init__.py`."
