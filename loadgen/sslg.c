@@ -10,6 +10,11 @@
  * (the sockmap hazard described in DESIGN.md: tcp_bpf_recvmsg returns -EAGAIN after a wakeup
  * with nothing queued) is not treated as an error: the call waits in poll() and retries, and
  * every occurrence is counted in "spurious_eagain" so a run shows whether it happened.
+ *
+ * --nonblock (server and clients): every socket is O_NONBLOCK, as in an event-loop
+ * application. Each receive is preceded by poll(POLLIN), and a send that returns EAGAIN waits in
+ * poll(POLLOUT); the kernel passes MSG_DONTWAIT for such sockets, so no receive ever sleeps in the
+ * socket. An EAGAIN from a receive that poll() reported readable counts in "spurious_eagain".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -51,7 +56,8 @@
 #define CHECK_MAX_IO (64 * KIB)
 #define STALL_NS (10ULL * 1000 * 1000)
 
-static atomic_uint_fast64_t g_eagain; /* EAGAIN seen on blocking sockets */
+static atomic_uint_fast64_t g_eagain; /* EAGAIN seen on blocking sockets (or after poll said readable) */
+static bool g_nonblock;               /* --nonblock: O_NONBLOCK sockets, poll() before each receive */
 static void raise_nofile(void);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -189,7 +195,8 @@ static int write_all(int fd, const void *buf, size_t n)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				atomic_fetch_add(&g_eagain, 1);
+				if (!g_nonblock) /* a full send buffer is routine for a non-blocking socket */
+					atomic_fetch_add(&g_eagain, 1);
 				wait_fd(fd, POLLOUT);
 				continue;
 			}
@@ -201,10 +208,14 @@ static int write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
-/* One read of up to n bytes. Returns >0 bytes, 0 at EOF, -1 with errno set. */
+/* One read of up to n bytes. Returns >0 bytes, 0 at EOF, -1 with errno set. With --nonblock
+ * the socket is O_NONBLOCK and poll() says it is readable before the receive, as an event loop
+ * would. */
 static ssize_t read_some(int fd, void *buf, size_t n)
 {
 	for (;;) {
+		if (g_nonblock)
+			wait_fd(fd, POLLIN);
 		ssize_t r = recv(fd, buf, n, 0);
 		if (r >= 0)
 			return r;
@@ -233,6 +244,18 @@ static ssize_t read_full(int fd, void *buf, size_t n)
 		got += (size_t)r;
 	}
 	return (ssize_t)got;
+}
+
+static void set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		die("fcntl(O_NONBLOCK): %s", strerror(errno));
+}
+
+static const char *io_style(void)
+{
+	return g_nonblock ? "nonblocking" : "blocking";
 }
 
 static void set_nodelay(int fd)
@@ -280,6 +303,8 @@ static int connect_ai(const struct addrinfo *ai, bool nodelay)
 			return -1;
 		}
 	}
+	if (g_nonblock)
+		set_nonblock(fd); /* connected with a blocking connect(); every receive and send after it is non-blocking */
 	return fd;
 }
 
@@ -313,7 +338,7 @@ struct opts {
 	int v6only;
 	uint64_t size, count, warmup, req, resp, write_size, bytes, seed;
 	double seconds;
-	bool samples, unix_pair;
+	bool samples, unix_pair, nonblock;
 	uint64_t connections;
 	bool have_connections;
 	bool have_size, have_count, have_req, have_resp, have_write, have_bytes, have_seconds;
@@ -321,7 +346,7 @@ struct opts {
 
 enum {
 	O_HOST = 1000, O_PORT, O_BIND, O_MODE, O_V6ONLY, O_SIZE, O_COUNT, O_WARMUP, O_REQ, O_RESP,
-	O_WRITE, O_SECONDS, O_BYTES, O_SEED, O_SAMPLES, O_CLOSE, O_HELP, O_UNIX, O_CONNECTIONS,
+	O_WRITE, O_SECONDS, O_BYTES, O_SEED, O_SAMPLES, O_CLOSE, O_HELP, O_UNIX, O_CONNECTIONS, OPT_NONBLOCK,
 };
 
 static const struct option long_opts[] = {
@@ -335,19 +360,22 @@ static const struct option long_opts[] = {
 	{"samples", no_argument, NULL, O_SAMPLES},       {"close", required_argument, NULL, O_CLOSE},
 	{"help", no_argument, NULL, O_HELP},             {"unix", no_argument, NULL, O_UNIX},
 	{"connections", required_argument, NULL, O_CONNECTIONS},
+	{"nonblock", no_argument, NULL, OPT_NONBLOCK},
 	{NULL, 0, NULL, 0},
 };
 
 static const char usage_text[] =
 	"usage:\n"
-	"  sslg server --port P [--bind ADDR] [--mode echo|sink|rr|check] [--v6only 0|1]\n"
-	"  sslg echo   (--host H --port P | --unix) --size BYTES --count N [--warmup W] [--samples]\n"
+	"  sslg server --port P [--bind ADDR] [--mode echo|sink|rr|check] [--v6only 0|1] [--nonblock]\n"
+	"  sslg echo   (--host H --port P | --unix) --size BYTES --count N [--warmup W] [--samples] [--nonblock]\n"
 	"  sslg rr     (--host H --port P | --unix) --req BYTES --resp BYTES --count N [--warmup W] [--samples]\n"
-	"  sslg stream (--host H --port P | --unix) --write BYTES --seconds S\n"
+	"              [--nonblock]\n"
+	"  sslg stream (--host H --port P | --unix) --write BYTES --seconds S [--nonblock]\n"
 	"  sslg crr    --host H --port P --seconds S [--size B] [--close client|server] [--samples]\n"
 	"  sslg conc   --host H --port P --connections N --seconds S [--size B] [--samples]\n"
-	"  sslg check  --host H --port P --bytes N [--seed S]\n"
-	"sizes accept K, M, G suffixes (binary). --port 0 lets the server pick a free port.\n";
+	"  sslg check  --host H --port P --bytes N [--seed S] [--nonblock]\n"
+	"sizes accept K, M, G suffixes (binary). --port 0 lets the server pick a free port.\n"
+	"--nonblock (server, echo, rr, stream, check): O_NONBLOCK sockets, poll() before each receive.\n";
 
 static void usage(int code) __attribute__((noreturn));
 static void usage(int code)
@@ -387,6 +415,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case O_SEED: o->seed = parse_size("seed", optarg); break;
 		case O_SAMPLES: o->samples = true; break;
 		case O_UNIX: o->unix_pair = true; break;
+		case OPT_NONBLOCK: o->nonblock = true; break;
 		case O_CONNECTIONS:
 			o->connections = parse_size("connections", optarg);
 			o->have_connections = true;
@@ -675,7 +704,7 @@ static int cmd_server(const struct opts *o)
 			break;
 		if (!p[0].revents)
 			continue;
-		int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | (g_nonblock ? SOCK_NONBLOCK : 0));
 		if (cfd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN || errno == EPROTO)
 				continue;
@@ -703,10 +732,10 @@ static int cmd_server(const struct opts *o)
 			free(c);
 		}
 	}
-	printf("{\"mode\":\"%s\",\"port\":%d,\"connections\":%" PRIu64 ",\"active\":%" PRIu64
+	printf("{\"mode\":\"%s\",\"io\":\"%s\",\"port\":%d,\"connections\":%" PRIu64 ",\"active\":%" PRIu64
 	       ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"errors\":%" PRIu64
 	       ",\"spurious_eagain\":%" PRIu64 "}\n",
-	       o->mode, port, (uint64_t)atomic_load(&s_conns), (uint64_t)atomic_load(&s_active),
+	       o->mode, io_style(), port, (uint64_t)atomic_load(&s_conns), (uint64_t)atomic_load(&s_active),
 	       (uint64_t)atomic_load(&s_in), (uint64_t)atomic_load(&s_out), (uint64_t)atomic_load(&s_errors),
 	       (uint64_t)atomic_load(&g_eagain));
 	fflush(stdout);
@@ -732,7 +761,7 @@ static int open_peer(const struct opts *o, enum srv_mode mode, bool nodelay)
 	if (!o->unix_pair)
 		return connect_to(o->host, o->port, nodelay, NULL, NULL);
 	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (g_nonblock ? SOCK_NONBLOCK : 0), 0, sv) < 0)
 		die("socketpair: %s", strerror(errno));
 	struct conn *c = xmalloc(sizeof(*c));
 	c->fd = sv[1];
@@ -840,9 +869,10 @@ static int cmd_echo(const struct opts *o)
 	uint64_t elapsed = now_ns() - t_start;
 	struct cpu c1 = cpu_now();
 	close(fd);
-	printf("{\"workload\":\"echo\",\"transport\":\"%s\",\"size\":%zu,\"count\":%" PRIu64
+	printf("{\"workload\":\"echo\",\"transport\":\"%s\",\"io\":\"%s\",\"size\":%zu,\"count\":%" PRIu64
 	       ",\"warmup\":%" PRIu64 ",\"method\":\"%s\",\"mismatched_blocks\":%" PRIu64,
-	       transport(o), size, o->count, o->warmup, blocking ? "blocking" : "interleaved", mismatches);
+	       transport(o), io_style(), size, o->count, o->warmup,
+	       blocking ? (g_nonblock ? "write-then-read" : "blocking") : "interleaved", mismatches);
 	print_latency_fields(s, o->count, c0, c1, elapsed, o->samples);
 	printf("}\n");
 	free(s);
@@ -898,9 +928,9 @@ static int cmd_rr(const struct opts *o)
 	uint64_t elapsed = now_ns() - t_start;
 	struct cpu c1 = cpu_now();
 	close(fd);
-	printf("{\"workload\":\"rr\",\"transport\":\"%s\",\"size\":%zu,\"req\":%zu,\"resp\":%zu"
+	printf("{\"workload\":\"rr\",\"transport\":\"%s\",\"io\":\"%s\",\"size\":%zu,\"req\":%zu,\"resp\":%zu"
 	       ",\"count\":%" PRIu64 ",\"warmup\":%" PRIu64,
-	       transport(o), req, req, resp, o->count, o->warmup);
+	       transport(o), io_style(), req, req, resp, o->count, o->warmup);
 	print_latency_fields(s, o->count, c0, c1, elapsed, o->samples);
 	printf("}\n");
 	free(s);
@@ -950,10 +980,10 @@ static int cmd_stream(const struct opts *o)
 	struct cpu c1 = cpu_now();
 	close(fd);
 	double el = (double)(t1 - t0) / 1e9;
-	printf("{\"workload\":\"stream\",\"transport\":\"%s\",\"write_size\":%zu,\"writes\":%" PRIu64 ",\"bytes\":%" PRIu64
+	printf("{\"workload\":\"stream\",\"transport\":\"%s\",\"io\":\"%s\",\"write_size\":%zu,\"writes\":%" PRIu64 ",\"bytes\":%" PRIu64
 	       ",\"elapsed_s\":%.6f,\"send_elapsed_s\":%.6f,\"gbit_per_s\":%.4f,\"cpu_user_s\":%.6f"
 	       ",\"cpu_sys_s\":%.6f,\"unexpected_bytes_in\":%" PRIu64 ",\"spurious_eagain\":%" PRIu64 "}\n",
-	       transport(o), wsize, writes, bytes, el, (double)(t_sent - t0) / 1e9, el > 0 ? (double)bytes * 8 / el / 1e9 : 0.0,
+	       transport(o), io_style(), wsize, writes, bytes, el, (double)(t_sent - t0) / 1e9, el > 0 ? (double)bytes * 8 / el / 1e9 : 0.0,
 	       c1.user_s - c0.user_s, c1.sys_s - c0.sys_s, unexpected, (uint64_t)atomic_load(&g_eagain));
 	free(buf);
 	return 0;
@@ -1328,9 +1358,10 @@ static int cmd_check(const struct opts *o)
 	uint64_t t1 = now_ns();
 	close(fd);
 	double el = (double)(t1 - t0) / 1e9;
-	printf("{\"workload\":\"check\",\"bytes\":%" PRIu64 ",\"seed\":%" PRIu64 ",\"bytes_received\":%" PRIu64
-	       ",\"extra_bytes\":%" PRIu64 ",\"mismatches\":%" PRIu64 ",\"first_mismatch_offset\":",
-	       o->bytes, o->seed, received, extra, mismatches);
+	printf("{\"workload\":\"check\",\"io\":\"%s\",\"bytes\":%" PRIu64 ",\"seed\":%" PRIu64
+	       ",\"bytes_received\":%" PRIu64 ",\"extra_bytes\":%" PRIu64 ",\"mismatches\":%" PRIu64
+	       ",\"first_mismatch_offset\":",
+	       io_style(), o->bytes, o->seed, received, extra, mismatches);
 	if (first < 0)
 		printf("null");
 	else
@@ -1354,6 +1385,9 @@ int main(int argc, char **argv)
 		usage(0);
 	struct opts o;
 	parse_opts(argc - 1, argv + 1, &o);
+	if (o.nonblock && (!strcmp(cmd, "crr") || !strcmp(cmd, "conc")))
+		die("%s: --nonblock is not an option of %s%s", cmd, cmd, strcmp(cmd, "conc") ? "" : " (its client is non-blocking already)");
+	g_nonblock = o.nonblock;
 	int rc;
 	if (!strcmp(cmd, "server"))
 		rc = cmd_server(&o);

@@ -6,6 +6,11 @@ every connection spliced), ``auto`` (a SocketSplice in mode Auto: the workload i
 first and its connections are spliced only if Auto promotes the endpoint) and ``unix`` (an
 AF_UNIX socketpair inside the client pod: the in-kernel socket-to-socket copy a splice cannot
 beat, run only where it means something).
+
+A case named ``...-nb`` runs sslg with ``--nonblock`` at both ends (O_NONBLOCK sockets, a poll()
+before each receive: an event-loop application). Auto refuses every blocking receive, so only
+these workloads can be promoted on the ``auto`` path; their blocking twins show Auto refusing and
+staying at TCP speed.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ MIB = 1024 * KIB
 class Case:
     """One workload of the matrix. ``size`` is the block, request/response, write or message
     size in bytes; ``count`` rounds (echo, rr) or ``seconds`` (the others); ``connections`` for
-    conc."""
+    conc; ``nonblock``: sslg's event-loop I/O at both ends (echo, rr, stream)."""
 
     name: str
     kind: Kind
@@ -36,6 +41,7 @@ class Case:
     count: int = 0
     seconds: float = 0.0
     connections: int = 0
+    nonblock: bool = False
 
     @property
     def latency(self) -> bool:
@@ -64,14 +70,21 @@ def _label(size: int) -> str:
 def matrix(quick: bool) -> list[Case]:
     """Every case, with counts and durations for a quick (< 3 minutes in all) or a full run."""
     q = quick
+    rounds = 2000 if q else 20000
+    stream_s = 0.5 if q else 2.0
     cases = [
-        Case("echo-16KiB", "echo", 16 * KIB, ALL_PATHS, count=2000 if q else 20000),
+        Case("echo-16KiB", "echo", 16 * KIB, ALL_PATHS, count=rounds),
+        Case("echo-16KiB-nb", "echo", 16 * KIB, ALL_PATHS, count=rounds, nonblock=True),
         Case("echo-2MiB", "echo", 2 * MIB, ALL_PATHS, count=100 if q else 1000),
     ]
     for size in (64, KIB, 16 * KIB, 64 * KIB):
-        cases.append(Case(f"rr-{_label(size)}", "rr", size, ALL_PATHS, count=2000 if q else 20000))
+        cases.append(Case(f"rr-{_label(size)}", "rr", size, ALL_PATHS, count=rounds))
+        if size == 64:
+            cases.append(Case("rr-64B-nb", "rr", size, ALL_PATHS, count=rounds, nonblock=True))
     for size in (KIB, 16 * KIB, 128 * KIB, MIB):
-        cases.append(Case(f"stream-{_label(size)}", "stream", size, ALL_PATHS, seconds=0.5 if q else 2.0))
+        cases.append(Case(f"stream-{_label(size)}", "stream", size, ALL_PATHS, seconds=stream_s))
+        if size == 128 * KIB:
+            cases.append(Case("stream-128KiB-nb", "stream", size, ALL_PATHS, seconds=stream_s, nonblock=True))
     for size in (KIB, 16 * KIB, 128 * KIB, MIB):
         cases.append(Case(f"iperf3-{_label(size)}", "iperf3", size, TCP_PATHS, seconds=1.0 if q else 3.0))
     cases.append(Case("crr-64B", "crr", 64, TCP_PATHS, seconds=0.5 if q else 2.0))

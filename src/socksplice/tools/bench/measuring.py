@@ -64,18 +64,20 @@ def measure(case: Case, path: Path, client: PodRunner, target: Target, *, sample
     """Run ``case`` once over ``path``. The caller has already set the SocketSplice for it."""
     unix = path == "unix"
     before = process_cpu_s(target.server_pid) if target.server_pid is not None and not unix else None
-    host, port = target.host, target.port
+    host, port, nb = target.host, target.port, case.nonblock
     if case.kind in ("echo", "rr"):
         if case.kind == "echo":
-            res = run_echo(client, host, port, case.size, case.count, samples=samples, unix=unix)
+            res = run_echo(client, host, port, case.size, case.count, samples=samples, unix=unix, nonblock=nb)
         else:
-            res = run_rr(client, host, port, case.size, case.size, case.count, samples=samples, unix=unix)
+            res = run_rr(
+                client, host, port, case.size, case.size, case.count, samples=samples, unix=unix, nonblock=nb
+            )
         cpu = res.cpu_user_s + res.cpu_sys_s + _cpu_delta(target.server_pid, before)
         figs = _latency(res.p50_us, res.p90_us, res.p99_us, res.p999_us, res.max_us, res.mean_us)
         figs |= {"stalls": res.stalls, "cpu_us_per_transaction": cpu / res.count * 1e6}
         return Run(case.name, path, figs, res.samples_us, spurious_eagain=res.spurious_eagain)
     if case.kind == "stream":
-        st = run_stream(client, host, port, case.size, case.seconds, unix=unix)
+        st = run_stream(client, host, port, case.size, case.seconds, unix=unix, nonblock=nb)
         cpu = st.cpu_user_s + st.cpu_sys_s + _cpu_delta(target.server_pid, before)
         figs = {"gbit_per_s": st.gbit_per_s, "cpu_s_per_gb": cpu / (st.bytes / 1e9) if st.bytes else 0.0}
         return Run(case.name, path, figs, spurious_eagain=st.spurious_eagain)

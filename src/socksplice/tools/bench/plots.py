@@ -48,10 +48,11 @@ def latency_cdf(result: CaseResult, out: Path) -> Path | None:
 
 
 def throughput_vs_write(summaries: list[dict[str, Any]], out: Path) -> Path | None:
-    """Median throughput against write size: sslg for every path, iperf3 for the TCP paths."""
+    """Median throughput against write size: sslg for every path, iperf3 for the TCP paths
+    (blocking sslg only: the one non-blocking stream case has no series to join)."""
     series: dict[str, list[tuple[int, float]]] = {}
     for s in summaries:
-        if s["kind"] not in ("stream", "iperf3"):
+        if s["kind"] not in ("stream", "iperf3") or s.get("io") == "nonblocking":
             continue
         for path, fig in s["paths"].items():
             if "gbit_per_s" in fig:

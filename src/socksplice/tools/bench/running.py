@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 SSLG_PORTS: dict[ServerMode, int] = {"echo": 9400, "rr": 9401, "sink": 9402}
 IPERF3_PORT = 9403
+SSLG_NB_PORTS: dict[ServerMode, int] = {"echo": 9404, "rr": 9405, "sink": 9406}
+"""The ``--nonblock`` servers of the ``-nb`` cases: their own ports, so their endpoints (and
+Auto's verdicts on them) are apart from the blocking workloads'."""
 SERVER_MODE: dict[Kind, ServerMode] = {
     "echo": "echo",
     "rr": "rr",
@@ -53,15 +56,25 @@ def rotated(paths: tuple[Path, ...], repeat: int) -> tuple[Path, ...]:
     return paths[k:] + paths[:k]
 
 
+def target_key(case: Case) -> str:
+    """The server a case runs against: ``iperf3``, an sslg mode, or ``<mode>-nb``."""
+    if case.kind == "iperf3":
+        return "iperf3"
+    mode = SERVER_MODE[case.kind]
+    return f"{mode}-nb" if case.nonblock else mode
+
+
 @contextmanager
 def servers(env: DemoEnv) -> Iterator[dict[str, Target]]:
-    """sslg servers (echo, rr, sink) and an iperf3 server in the server pod, for the whole run."""
+    """sslg servers (echo, rr, sink; blocking and ``--nonblock``) and an iperf3 server in the
+    server pod, for the whole run."""
     host = str(env.server.ipv4)
     with ExitStack() as stack:
         targets: dict[str, Target] = {}
-        for mode, port in SSLG_PORTS.items():
-            srv = stack.enter_context(Server(env.server, port, mode))  # type: ignore[arg-type]
-            targets[mode] = Target(host, srv.port, srv.pid)
+        for nonblock, ports in ((False, SSLG_PORTS), (True, SSLG_NB_PORTS)):
+            for mode, port in ports.items():
+                srv = stack.enter_context(Server(env.server, port, mode, nonblock=nonblock))  # type: ignore[arg-type]
+                targets[f"{mode}-nb" if nonblock else mode] = Target(host, srv.port, srv.pid)
         stack.enter_context(IperfServer(env.server, IPERF3_PORT))  # type: ignore[arg-type]
         targets["iperf3"] = Target(host, IPERF3_PORT, None)
         yield targets
@@ -75,7 +88,7 @@ def run_case(
     progress: Progress | None = None,
 ) -> CaseResult:
     result = CaseResult(case)
-    target = targets["iperf3" if case.kind == "iperf3" else SERVER_MODE[case.kind]]
+    target = targets[target_key(case)]
     for repeat in range(repeats):
         for path in rotated(case.paths, repeat):
             run = run_path(env, target, case, path)
@@ -104,7 +117,9 @@ def run_path(
             AUTO,
             target.port,
             lambda: measure(short, path, env.client, target, samples=False),  # type: ignore[arg-type]
-            AUTO_WINDOW_S,
+            # audit() counts the window from before the audit pass, the agent from the first turn
+            # that sees the endpoint (after the pass): a timed pass adds its duration.
+            AUTO_WINDOW_S + short.seconds,
         )
     if ready is not None:
         ready()

@@ -123,6 +123,7 @@ def summarize_case(result: CaseResult) -> dict[str, Any]:
         "workload": case.name,
         "kind": case.kind,
         "size": case.size,
+        "io": "nonblocking" if case.nonblock else "blocking",
         "paths": paths,
         "ratio": ratios(paths["spliced"], paths["plain"]),
     }

@@ -47,7 +47,7 @@ REASON_WIDTH = 90
 
 def render_text(summaries: list[dict[str, Any]], headlines: dict[str, tuple[str, ...]]) -> str:
     head = (
-        f"{'workload':<15} {'figure':<13} {'plain TCP':>11} {'spliced':>11} {'Auto':>11} {'AF_UNIX':>11}"
+        f"{'workload':<16} {'figure':<13} {'plain TCP':>11} {'spliced':>11} {'Auto':>11} {'AF_UNIX':>11}"
         f" {'spl/TCP':>8} {'spl/UNIX':>8} {'auto/TCP':>8}  spliced vs TCP  Auto vs TCP"
     )
     lines = [head, "-" * len(head)]
@@ -60,7 +60,7 @@ def render_text(summaries: list[dict[str, Any]], headlines: dict[str, tuple[str,
             unix = paths.get("unix", {}).get(fig)
             auto = paths.get("auto", {}).get(fig)
             lines.append(
-                f"{s['workload']:<15} {LABELS[fig]:<13} {_num(paths['plain'].get(fig)):>11}"
+                f"{s['workload']:<16} {LABELS[fig]:<13} {_num(paths['plain'].get(fig)):>11}"
                 f" {_num(paths['spliced'].get(fig)):>11} {_num(auto):>11} {_num(unix):>11}"
                 f" {_num(r):>8} {_num(ru):>8} {_num(ra):>8}  {_verdict(fig, r):<14}  {_auto_ok(s, fig)}"
             )
@@ -71,13 +71,13 @@ def render_text(summaries: list[dict[str, Any]], headlines: dict[str, tuple[str,
             )
             runs = len(a["runs"])
             lines.append(
-                f"{'':<15} Auto: {a['verdict']} ({a['spliced_runs']} of {runs} runs spliced): {reason}"
+                f"{'':<16} Auto: {a['verdict']} ({a['spliced_runs']} of {runs} runs spliced): {reason}"
             )
         if "stalls" in s:
             st = s["stalls"]
-            lines.append(f"{'':<15} {'stalls >10ms':<13} " + "  ".join(f"{p} {n}" for p, n in st.items()))
+            lines.append(f"{'':<16} {'stalls >10ms':<13} " + "  ".join(f"{p} {n}" for p, n in st.items()))
         if paths["spliced"].get("bytes_redirected", 1) == 0:
-            lines.append(f"{'':<15} warning: no bytes were redirected in the spliced runs")
+            lines.append(f"{'':<16} warning: no bytes were redirected in the spliced runs")
     lines.append(
         "medians of the interleaved runs; spread (min, max, IQR) in the JSON and CSV. "
         "Latency and CPU: lower is better; throughput: higher. "

@@ -1,5 +1,10 @@
 """Run the ``sslg`` load generator (loadgen/sslg.c) in "pods" and parse what it prints.
 
+Every wrapper but ``run_crr`` and ``run_conc`` takes ``nonblock``: sslg's ``--nonblock``, O_NONBLOCK
+sockets with a poll() before each receive (an event-loop application, which Auto can promote);
+the default is the blocking I/O the earlier figures were measured with. A non-blocking client
+belongs with a non-blocking server (``Server(..., nonblock=True)``).
+
 A :class:`PodRunner` starts processes inside one pod (a network namespace + cgroup pair in
 local mode, the host itself in :class:`HostRunner`). Its ``popen`` must *exec* the argv it
 is given (``ip netns exec``, ``nsenter`` without ``--fork`` do) or forward signals, because
@@ -125,6 +130,7 @@ class Server:
 
     ``port=0`` lets the server choose a free port; :attr:`port` holds the real one once
     started. On exit the server gets SIGTERM and :attr:`result` holds its counters.
+    ``nonblock=True``: every accepted socket is O_NONBLOCK, polled before each receive.
     """
 
     def __init__(
@@ -135,6 +141,7 @@ class Server:
         *,
         bind: str | None = None,
         v6only: bool = False,
+        nonblock: bool = False,
         ready_timeout: float = 10.0,
         stop_timeout: float = 10.0,
     ) -> None:
@@ -142,6 +149,7 @@ class Server:
         self.mode = mode
         self.bind = bind
         self.v6only = v6only
+        self.nonblock = nonblock
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.result: ServerResult | None = None
@@ -180,6 +188,8 @@ class Server:
         ]
         if self.bind is not None:
             self.argv += ["--bind", self.bind]
+        if self.nonblock:
+            self.argv.append("--nonblock")
         # stderr goes to a file: a pipe nobody reads would block a chatty server. It lives as
         # long as the server does and is closed by stop()/_kill().
         self._stderr = tempfile.TemporaryFile(prefix="sslg-server-")  # noqa: SIM115
@@ -306,9 +316,9 @@ def _common(host: str, port: int) -> list[str]:
     return ["--host", host, "--port", str(port)]
 
 
-def _peer(host: str, port: int, unix: bool) -> list[str]:
+def _peer(host: str, port: int, unix: bool, nonblock: bool = False) -> list[str]:
     # --unix: the AF_UNIX socketpair reference; sslg serves the other end itself.
-    return ["--unix"] if unix else _common(host, port)
+    return (["--unix"] if unix else _common(host, port)) + (["--nonblock"] if nonblock else [])
 
 
 def run_echo(
@@ -321,13 +331,14 @@ def run_echo(
     warmup: int = 10,
     samples: bool = False,
     unix: bool = False,
+    nonblock: bool = False,
     timeout: float = 120.0,
 ) -> LatencyResult:
     """One connection to an echo server: send ``size`` bytes, read them back, ``count`` times.
     ``unix=True`` runs the same over an AF_UNIX socketpair (``host``/``port`` are ignored)."""
     args = [
         "echo",
-        *_peer(host, port, unix),
+        *_peer(host, port, unix, nonblock),
         "--size",
         str(size),
         "--count",
@@ -351,13 +362,14 @@ def run_rr(
     warmup: int = 10,
     samples: bool = False,
     unix: bool = False,
+    nonblock: bool = False,
     timeout: float = 120.0,
 ) -> LatencyResult:
     """Request/response against ``Server(mode="rr")``; ``req`` >= 8 (the header).
     ``unix=True``: over an AF_UNIX socketpair instead (``host``/``port`` are ignored)."""
     args = [
         "rr",
-        *_peer(host, port, unix),
+        *_peer(host, port, unix, nonblock),
         "--req",
         str(req),
         "--resp",
@@ -380,11 +392,20 @@ def run_stream(
     seconds: float,
     *,
     unix: bool = False,
+    nonblock: bool = False,
     timeout: float | None = None,
 ) -> StreamResult:
-    """Blocking writes of ``write_size`` bytes to ``Server(mode="sink")`` for ``seconds``.
+    """Writes of ``write_size`` bytes to ``Server(mode="sink")`` for ``seconds`` (blocking, or
+    with ``nonblock`` polled when the send buffer is full).
     ``unix=True``: over an AF_UNIX socketpair instead (``host``/``port`` are ignored)."""
-    args = ["stream", *_peer(host, port, unix), "--write", str(write_size), "--seconds", f"{seconds:g}"]
+    args = [
+        "stream",
+        *_peer(host, port, unix, nonblock),
+        "--write",
+        str(write_size),
+        "--seconds",
+        f"{seconds:g}",
+    ]
     limit = timeout if timeout is not None else seconds + 60.0
     return StreamResult.from_json(_run_client(runner, args, limit))
 
@@ -443,9 +464,10 @@ def run_check(
     nbytes: int,
     *,
     seed: int = 1,
+    nonblock: bool = False,
     timeout: float = 300.0,
 ) -> CheckResult:
     """Integrity: ``nbytes`` of a seeded stream through an echo server, verified byte by byte.
     Returns the result even when bytes differ; look at :attr:`CheckResult.ok`."""
-    args = ["check", *_common(host, port), "--bytes", str(nbytes), "--seed", str(seed)]
+    args = ["check", *_peer(host, port, False, nonblock), "--bytes", str(nbytes), "--seed", str(seed)]
     return CheckResult.from_json(_run_client(runner, args, timeout))
