@@ -4,7 +4,9 @@ Smoke test: the real local cluster, agent and data path; every case runs on ever
 the outputs are complete and consistent. No timing assertions: the figures are whatever this
 machine gives; only their presence, their shape, that the spliced runs really were spliced
 (bytes redirected), that every auto run reached a verdict and was spliced exactly when its
-endpoint was promoted, and that connect/request/close stays on TCP under Auto are checked.
+endpoint was promoted, that the non-blocking (``-nb``) sslg workloads are promoted and spliced
+while the blocking ones are refused, and that connect/request/close stays on TCP under Auto are
+checked.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ def test_unix_reference_modes() -> None:
     assert rr.count == 200 and rr.resp_size == 1024
     stream = run_stream(HOST, "", 0, 1024, 0.2, unix=True)
     assert stream.bytes > 0 and stream.bytes == stream.writes * 1024
+    # The -nb cases' AF_UNIX path: the same with O_NONBLOCK ends and poll() before each receive.
+    echo = run_echo(HOST, "", 0, 16384, 200, unix=True, nonblock=True)
+    assert echo.count == 200 and echo.mismatched_blocks == 0
+    rr = run_rr(HOST, "", 0, 64, 64, 200, unix=True, nonblock=True)
+    assert rr.count == 200
+    stream = run_stream(HOST, "", 0, 128 * 1024, 0.2, unix=True, nonblock=True)
+    assert stream.bytes > 0 and stream.bytes == stream.writes * 128 * 1024
 
 
 def test_conc_keeps_every_connection_busy() -> None:
@@ -72,6 +81,11 @@ def test_bench_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
             assert (r["bytes_redirected"] > 0) == (r["verdict"] == "Spliced" == r["verdict_after_run"]), r
         assert w["ratio_auto"]["p50_ratio" if case.latency else "throughput_ratio"] is not None
         assert set(w["auto_check"]) >= ({"p50_us", "p99_us"} if case.latency else set()), w["auto_check"]
+        if case.nonblock:  # an event-loop application: audited, promoted, its new connections spliced
+            assert auto["verdict"] == "Spliced" and w["paths"]["auto"]["bytes_redirected"] > 0, auto
+            assert w["io"] == "nonblocking"
+        elif case.kind in ("echo", "rr", "stream"):  # blocking receives: Auto refuses, stays on TCP
+            assert auto["verdict"] == "Demoted" and w["paths"]["auto"]["bytes_redirected"] == 0, auto
         if case.kind == "crr":  # too short to gain (or refused): Auto leaves it on TCP
             assert auto["verdict"] != "Spliced" and w["paths"]["auto"]["bytes_redirected"] == 0, auto
         ratio = w["ratio"]

@@ -26,7 +26,7 @@ from socksplice.tools.workloads import (
     run_rr,
     run_stream,
 )
-from socksplice.tools.workloads.loadgen import ENV_LOADGEN
+from socksplice.tools.workloads.loadgen import ENV_LOADGEN, loadgen_path
 
 pytestmark = pytest.mark.kernel
 
@@ -156,6 +156,74 @@ def test_errors_name_command_and_stderr() -> None:
 def test_server_ready_timeout_names_stderr() -> None:
     with Server(HOST, 0, "echo") as first, pytest.raises(LoadgenError, match="Address already in use"):
         Server(HOST, first.port, "echo", bind="::").start()
+
+
+def _socket_flags(pid: int) -> list[int]:
+    """The open-file flags of every socket the process holds (from /proc/<pid>/fdinfo)."""
+    flags = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if not os.readlink(fd).startswith("socket:"):
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+        except FileNotFoundError:
+            continue
+        flags.append(int(next(ln.split()[1] for ln in info.splitlines() if ln.startswith("flags:")), 8))
+    return flags
+
+
+@pytest.mark.parametrize("nonblock", [False, True])
+def test_nonblock_server_sockets_are_o_nonblock(nonblock: bool) -> None:
+    with (
+        Server(HOST, 0, "echo", nonblock=nonblock) as srv,
+        socket.create_connection(("127.0.0.1", srv.port)) as c,
+    ):
+        c.sendall(b"x")
+        assert c.recv(1) == b"x"  # accepted and served: the connection's socket is open
+        accepted = [f for f in _socket_flags(srv.pid) if f & os.O_NONBLOCK]
+        # The listener is blocking in both modes (it waits in poll()); accepted sockets follow --nonblock.
+        assert len(accepted) == (1 if nonblock else 0), _socket_flags(srv.pid)
+
+
+def test_nonblock_every_mode() -> None:
+    with Server(HOST, 0, "echo", nonblock=True) as echo:
+        small = run_echo(HOST, HOST.ipv4, echo.port, 16 * KIB, 200, nonblock=True)
+        large = run_echo(HOST, HOST.ipv4, echo.port, 2 * MIB, 5, warmup=1, nonblock=True)
+        chk = run_check(HOST, HOST.ipv4, echo.port, 16 * MIB, seed=3, nonblock=True)
+    assert small.count == 200 and small.mismatched_blocks == 0 and large.mismatched_blocks == 0
+    assert chk.ok, chk
+    assert echo.result is not None and echo.result.errors == 0 and echo.result.connections == 3
+    with Server(HOST, 0, "rr", nonblock=True) as rr:
+        r = run_rr(HOST, HOST.ipv4, rr.port, 64, 1024, 1000, nonblock=True)
+    assert r.count == 1000 and r.resp_size == 1024
+    assert rr.result is not None and rr.result.bytes_in == 1010 * 64 and rr.result.bytes_out == 1010 * 1024
+    with Server(HOST, 0, "sink", nonblock=True) as sink:
+        st = run_stream(HOST, HOST.ipv4, sink.port, 128 * KIB, 0.3, nonblock=True)
+    assert st.bytes > 0 and sink.result is not None and sink.result.bytes_in == st.bytes
+    # Without splicing no receive after poll() said readable finds nothing.
+    assert small.spurious_eagain == r.spurious_eagain == st.spurious_eagain == 0
+
+
+def test_nonblock_says_so_in_the_json(built_loadgen: Path) -> None:
+    sslg = str(loadgen_path())
+    out = subprocess.run(
+        [sslg, "rr", "--unix", "--req", "64", "--resp", "64", "--count", "10", "--nonblock"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert '"io":"nonblocking"' in out and '"transport":"unix"' in out
+    out = subprocess.run(
+        [sslg, "echo", "--unix", "--size", "64", "--count", "10"], capture_output=True, text=True, check=True
+    ).stdout
+    assert '"io":"blocking"' in out and '"method":"blocking"' in out
+    crr = subprocess.run(
+        [sslg, "crr", "--host", "127.0.0.1", "--port", "1", "--seconds", "1", "--nonblock"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert crr.returncode == 1 and "--nonblock is not an option of crr" in crr.stderr
 
 
 def _corrupting_echo(listener: socket.socket, flip_at: int) -> None:
