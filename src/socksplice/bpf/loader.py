@@ -168,6 +168,8 @@ OBSERVE_FIELDS = {
     "SS_OFF_SK_FLAGS": ("sock", "__sk_common.skc_flags", 8),
     "SS_OFF_SK_RCVQ_LEN": ("sock", "sk_receive_queue.qlen", 4),
     "SS_OFF_SK_USER_DATA": ("sock", "sk_user_data", 8),
+    "SS_OFF_SK_SNDBUF": ("sock", "sk_sndbuf", 4),
+    "SS_OFF_TP_BYTES_SENT": ("tcp_sock", "bytes_sent", 8),
 }
 """Kernel struct fields the observation programs read, located in the running kernel's BTF."""
 

@@ -37,9 +37,19 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 	struct ss_evidence_counts *ev = w ? evidence.lookup(&w->ep) : 0;
 	if (!ev)
 		return 0;
-	if ((ss_read(sk, SS_OFF_SK_SHUTDOWN, 1) >> SS_SHUTDOWN_SHIFT & SS_SHUTDOWN_MASK) != SS_SHUTDOWN_MASK)
-		return 0; /* not closed, nor shut down both ways */
 	int from = (int)ctx->args[1], to = (int)ctx->args[2];
+	__u32 shutdown = ss_read(sk, SS_OFF_SK_SHUTDOWN, 1) >> SS_SHUTDOWN_SHIFT & SS_SHUTDOWN_MASK;
+	if (shutdown == 2 /* SEND_SHUTDOWN only: shutdown(SHUT_WR) */ && (w->flags & SS_W_BLOCKING) &&
+	    (to == SS_TCP_FIN_WAIT1 || to == SS_TCP_LAST_ACK)) {
+		/* A socket that receives blocking shuts down sending: a receive blocked now, in another
+		 * thread, is woken when the FIN is acknowledged (observe_recv.c, case 1). */
+		ss_evidence_add(ev, SS_E_WOULD_BLOCKING_RECEIVE, 1);
+		if (w->flags & SS_W_SPLICED)
+			ss_demote(w->slot);
+		return 0;
+	}
+	if (shutdown != SS_SHUTDOWN_MASK)
+		return 0; /* not closed, nor shut down both ways */
 	if (to == SS_TCP_CLOSE &&
 	    (from == SS_TCP_ESTABLISHED || from == SS_TCP_CLOSE_WAIT || from == SS_TCP_FIN_WAIT1 || from == SS_TCP_FIN_WAIT2) &&
 	    ss_read(sk, SS_OFF_SK_ERR, 4) == 0 && ss_read(sk, SS_OFF_SK_RCVQ_LEN, 4) == 0) {

@@ -113,7 +113,7 @@ struct ss_verdict {
 #define SS_W_SPLICED 0x1  /* the socket is in the SOCKHASH (its receives follow tcp_bpf) */
 #define SS_W_SERVER 0x2   /* the server end */
 #define SS_W_RCVLOWAT 0x4 /* SO_RCVLOWAT was set on it (or inherited): its receives read it */
-#define SS_W_BLOCKING 0x8 /* it had a blocking receive (the first one is counted at once) */
+#define SS_W_BLOCKING 0x8 /* it had a blocking receive (observe_close.c: then shutting down sending is a risk) */
 #define SS_W_FLUSH_EVERY 64 /* receives counted in the socket's entry before they go to `evidence` */
 struct ss_watch {
 	struct ss_endpoint_key ep;
@@ -122,7 +122,7 @@ struct ss_watch {
 	/* Counted here, added to the endpoint's `evidence` every SS_W_FLUSH_EVERY receives and when
 	 * the socket is destroyed: one map look per receive instead of two. */
 	__u32 receives;
-	__u32 blocking;
+	__u32 pad;
 	__u64 bytes;
 };
 
@@ -134,8 +134,9 @@ enum ss_evidence {
 	SS_E_SPLICED_CONNECTIONS,
 	SS_E_RECEIVES,           /* receive calls that returned data */
 	SS_E_BYTES,              /* bytes those returned */
-	SS_E_WOULD_BLOCKING_RECEIVE, /* a receive without MSG_DONTWAIT (it waits when nothing is queued, and
-	                              * tcp_bpf returns EAGAIN from a wake-up without data) */
+	SS_E_WOULD_BLOCKING_RECEIVE, /* a blocking receive that a wake-up without data can end (tcp_bpf:
+	                              * EAGAIN): after its own shutdown, ended by an error or a signal, or
+	                              * on a socket that sent enough to fill its send buffer (observe_recv.c) */
 	SS_E_WOULD_WAITALL,      /* MSG_WAITALL (tcp_bpf returns what is queued) */
 	SS_E_WOULD_RCVLOWAT,     /* a receive with SO_RCVLOWAT > 1 (tcp_bpf ignores it) */
 	SS_E_WOULD_SPLICE,       /* splice(2) or sendfile(2) reading the socket (reads TCP's queue only) */
@@ -340,10 +341,8 @@ static __always_inline void ss_flush_watch(struct ss_evidence_counts *ev, struct
 {
 	ev->n[SS_E_RECEIVES] += w->receives;
 	ev->n[SS_E_BYTES] += w->bytes;
-	ev->n[SS_E_WOULD_BLOCKING_RECEIVE] += w->blocking;
 	w->receives = 0;
 	w->bytes = 0;
-	w->blocking = 0;
 }
 
 /* Demote an endpoint's live connections: each moves to TCP at its next send (sk_msg.c). */
