@@ -98,7 +98,7 @@ def test_once_spliced_the_cost_is_not_judged_again() -> None:
 @pytest.mark.parametrize(
     ("counter", "sentence"),
     [
-        ("would_blocking_receive", "blocking receives (without MSG_DONTWAIT): one that waits"),
+        ("would_blocking_receive", "blocking receives a wake-up without data can end"),
         ("would_waitall", "MSG_WAITALL: tcp_bpf returns what is queued"),
         ("would_rcvlowat", "SO_RCVLOWAT above 1: tcp_bpf ignores it"),
         ("would_splice", "splice(2)/sendfile(2) reads only TCP's queue, not spliced bytes"),

@@ -70,9 +70,9 @@ class EndpointRecord:
 KIND_REASONS: Mapping[str, str] = MappingProxyType(
     {
         "would_blocking_receive": (
-            "blocking receives (without MSG_DONTWAIT): one that waits with nothing queued gets EAGAIN "
-            "from tcp_bpf when woken without data (own FIN acknowledged, reset, send-buffer space, "
-            "a signal)"
+            "blocking receives a wake-up without data can end (after its own shutdown, on a reset, "
+            "error or signal, or on a socket that sent enough to fill its send buffer): tcp_bpf then "
+            "returns EAGAIN where TCP keeps waiting"
         ),
         "would_waitall": "MSG_WAITALL: tcp_bpf returns what is queued",
         "would_rcvlowat": "SO_RCVLOWAT above 1: tcp_bpf ignores it",
