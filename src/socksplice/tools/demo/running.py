@@ -142,9 +142,9 @@ def audit(
     window and return the endpoint's verdict: the connections measured next follow it."""
     env.apply(None)
     env.apply(policy)
-    started = time.monotonic()
     warmup()
-    env.endpoint(port)  # first seen (if not already) before the window is waited out
+    env.endpoint(port)  # the agent's window starts when it first sees the endpoint: now
+    started = time.monotonic()
     rest = window_s + SETTLE_S - (time.monotonic() - started)
     if rest > 0:
         time.sleep(rest)
@@ -193,7 +193,7 @@ WINDOW_S = 1.0
 def run_workload(env: DemoEnv, workload: Workload, port: int, repeats: int, quick: bool) -> WorkloadResult:
     result = WorkloadResult(workload, port)
     host = str(env.server.ipv4)
-    with Server(env.server, port, workload.server_mode) as server:  # type: ignore[arg-type]
+    with Server(env.server, port, workload.server_mode, nonblock=workload.nonblock) as server:  # type: ignore[arg-type]
         for _ in range(repeats):
             for mode in ("plain", "auto"):
                 seen: EndpointStatus | None = None

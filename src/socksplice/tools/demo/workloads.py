@@ -1,4 +1,9 @@
-"""The demo's workloads: each runs plain TCP and under Auto in the same run, interleaved A B A B."""
+"""The demo's workloads: each runs plain TCP and under Auto in the same run, interleaved A B A B.
+
+Both ends use non-blocking sockets polled before each receive (sslg ``--nonblock``), as the
+event-loop servers and clients Auto accepts do (nginx, Redis, Envoy, Go): Auto promotes them after
+their audit pass, and the table shows what splicing gains. A blocking workload would be refused
+(docs/auto.md): ``socksplice bench`` shows both kinds."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ class Workload:
     kind: str  # "rr" or "stream"
     size: int
     server_mode: str
+    nonblock: bool = True
 
     def run(
         self, client: PodRunner, host: str, port: int, quick: bool, *, warmup: bool = False
@@ -23,9 +29,11 @@ class Workload:
         """One run; ``warmup``: a short one (Auto's audit pass before the measured run)."""
         if self.kind == "rr":
             count = 200 if warmup else 2000 if quick else 20000
-            return run_rr(client, host, port, req=self.size, resp=self.size, count=count)
+            return run_rr(
+                client, host, port, req=self.size, resp=self.size, count=count, nonblock=self.nonblock
+            )
         seconds = 0.2 if warmup else 1.0 if quick else 3.0
-        return run_stream(client, host, port, write_size=self.size, seconds=seconds)
+        return run_stream(client, host, port, write_size=self.size, seconds=seconds, nonblock=self.nonblock)
 
 
 WORKLOADS: tuple[Workload, ...] = (
