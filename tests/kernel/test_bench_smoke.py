@@ -78,14 +78,22 @@ def test_bench_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         assert len(auto["runs"]) == 2 and auto["verdict"] in ("Audit", "Spliced", "Demoted"), auto
         for r in auto["runs"]:
             assert r["reason"] and r["connections"] >= 1, (case.name, r)
-            assert (r["bytes_redirected"] > 0) == (r["verdict"] == "Spliced" == r["verdict_after_run"]), r
+            # Only a promoted endpoint's connections are spliced; one may be demoted during the run
+            # (iperf3 closing with unread bytes), after its first bytes were redirected.
+            if r["verdict"] != "Spliced":
+                assert r["bytes_redirected"] == 0, r
+            elif r["verdict_after_run"] == "Spliced":
+                assert r["bytes_redirected"] > 0, r
         assert w["ratio_auto"]["p50_ratio" if case.latency else "throughput_ratio"] is not None
         assert set(w["auto_check"]) >= ({"p50_us", "p99_us"} if case.latency else set()), w["auto_check"]
         if case.nonblock:  # an event-loop application: audited, promoted, its new connections spliced
             assert auto["verdict"] == "Spliced" and w["paths"]["auto"]["bytes_redirected"] > 0, auto
             assert w["io"] == "nonblocking"
-        elif case.kind in ("echo", "rr", "stream"):  # blocking receives: Auto refuses, stays on TCP
+        elif case.kind == "stream":  # a blocking bulk writer's receives: Auto refuses, stays on TCP
             assert auto["verdict"] == "Demoted" and w["paths"]["auto"]["bytes_redirected"] == 0, auto
+        elif case.kind in ("echo", "rr"):  # blocking request/response: accepted while it has sent
+            # less than a quarter of its send buffer, refused after (docs/auto.md)
+            assert auto["verdict"] in ("Spliced", "Demoted"), auto
         if case.kind == "crr":  # too short to gain (or refused): Auto leaves it on TCP
             assert auto["verdict"] != "Spliced" and w["paths"]["auto"]["bytes_redirected"] == 0, auto
         ratio = w["ratio"]
