@@ -248,6 +248,12 @@ def _endpoint_struct(key: EndpointTuple) -> EndpointKeyStruct:
     return EndpointKeyStruct(server_netns=key[0], client_netns=key[1], port=key[2])
 
 
+def _endpoint_tuple(raw_key: object) -> EndpointTuple:
+    """A key of the ``verdicts`` or ``evidence`` map as the tuple the agent uses."""
+    k = EndpointKeyStruct.from_buffer_copy(bytes(raw_key))  # type: ignore[call-overload]
+    return int(k.server_netns), int(k.client_netns), int(k.port)
+
+
 @contextmanager
 def _cgroup_fd(cgroup: Path) -> Iterator[int]:
     try:
@@ -407,15 +413,12 @@ class Datapath:
         """Per endpoint, what the observation programs counted (docs/auto.md)."""
         out: dict[EndpointTuple, dict[str, int]] = {}
         for k, per_cpu in self._evidence.items():  # a per-CPU map: one leaf per CPU, summed
-            key = EndpointKeyStruct.from_buffer_copy(bytes(k))
             sums = [0] * len(EVIDENCE)
             for leaf in per_cpu:
                 counts = EvidenceStruct.from_buffer_copy(bytes(leaf))
                 for i in range(len(EVIDENCE)):
                     sums[i] += int(counts.n[i])
-            out[(int(key.server_netns), int(key.client_netns), int(key.port))] = dict(
-                zip(EVIDENCE, sums, strict=True)
-            )
+            out[_endpoint_tuple(k)] = dict(zip(EVIDENCE, sums, strict=True))
         return out
 
     def forget_endpoints(self, keys: list[EndpointTuple]) -> None:
@@ -433,10 +436,7 @@ class Datapath:
         those endpoints are spliced, of every other endpoint not."""
         current: dict[EndpointTuple, int] = {}
         for k, v in self._verdicts.items():
-            raw = EndpointKeyStruct.from_buffer_copy(bytes(k))
-            current[(int(raw.server_netns), int(raw.client_netns), int(raw.port))] = int(
-                VerdictStruct.from_buffer_copy(bytes(v)).slot
-            )
+            current[_endpoint_tuple(k)] = int(VerdictStruct.from_buffer_copy(bytes(v)).slot)
         for key in current.keys() - spliced.keys():
             try:
                 del self._verdicts[self._verdicts.Key.from_buffer_copy(bytes(_endpoint_struct(key)))]

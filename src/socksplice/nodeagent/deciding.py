@@ -19,12 +19,12 @@ from typing import Protocol
 from socksplice.api.nodestatus import EndpointStatus
 from socksplice.api.planning import PodPlan
 from socksplice.api.socketsplice import AutoSpec, Mode
+from socksplice.bpf.loader import EndpointTuple
 from socksplice.nodeagent.endpoints import Change, EndpointTable
 from socksplice.nodeagent.verdicts import EndpointKey, EndpointRecord, did_differ, transition, would_differ
 
 log = logging.getLogger(__name__)
 
-EndpointTuple = tuple[int, int, int]
 _ORDER = {Mode.DRY_RUN: 1, Mode.AUTO: 2, Mode.SPLICE: 3}
 
 
