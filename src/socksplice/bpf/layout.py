@@ -12,7 +12,7 @@ import ctypes
 from dataclasses import dataclass
 from typing import ClassVar
 
-LAYOUT_VERSION = 5
+LAYOUT_VERSION = 6
 """Names the pin directory (``<pin_root>/<name>/v<LAYOUT_VERSION>``); bumped with every ABI change."""
 MAX_PORTS = 16
 
@@ -41,6 +41,7 @@ COUNTERS: tuple[str, ...] = (
     "backpressure_entered",
     "backpressure_resumed",
     "fallback_demoted",
+    "policy_handbacks",
     "err_sockhash_update",
     "err_storage",
     "err_pairs_update",

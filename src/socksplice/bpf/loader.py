@@ -55,6 +55,7 @@ PINNED_MAPS = (
     "verdicts",
     "evidence",
     "demoted",
+    "policy_epoch",
     "watch",
 )
 TRACEPOINTS = (
@@ -290,6 +291,7 @@ class Datapath:
         self._verdicts = bpf[b"verdicts"]
         self._evidence = bpf[b"evidence"]
         self._demoted = bpf[b"demoted"]
+        self._policy_epoch = bpf[b"policy_epoch"]
         if ctypes.sizeof(self._pods.Leaf) != ctypes.sizeof(PodConfigStruct):
             raise KernelError(
                 "layout: struct ss_pod_config differs between bpf/socksplice.h and bpf/layout.py"
@@ -461,6 +463,17 @@ class Datapath:
         self._demoted[self._demoted.Key(slot)] = self._demoted.Leaf(1 if demoted else 0)
 
     # --- observation ---------------------------------------------------------------------
+
+    def policy_epoch(self) -> int:
+        """The node's NetworkPolicy epoch: connections established under another one send via TCP."""
+        return int(self._policy_epoch[self._policy_epoch.Key(0)].value)
+
+    def bump_policy_epoch(self) -> int:
+        """Hand every spliced connection established until now back to TCP at its next send
+        (sk_msg.c compares the epoch each socket recorded at establishment); returns the new epoch."""
+        epoch = (self.policy_epoch() + 1) & 0xFFFFFFFF
+        self._policy_epoch[self._policy_epoch.Key(0)] = self._policy_epoch.Leaf(epoch)
+        return epoch
 
     def counters(self, slots: range | list[int] | None = None) -> dict[int, dict[str, int]]:
         """Counter sums over CPUs, per policy slot (default: every slot with a non-zero counter)."""

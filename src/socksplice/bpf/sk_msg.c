@@ -6,7 +6,8 @@
  * connection's life (a later redirected chunk would overtake bytes still in the TCP path).
  * Every decision is counted by reason. Any miss is SK_PASS: plain TCP. In Auto, a connection of an
  * endpoint that was demoted (its flag in `demoted`, set by the observation programs or the agent)
- * moves to TCP the same way, at its next send.
+ * moves to TCP the same way, at its next send, and so does every connection established before the
+ * agent last bumped the NetworkPolicy epoch (`policy_epoch`, docs/networkpolicy.md).
  *
  * Backpressure: a redirected message is queued on the peer by bpf_tcp_ingress (tcp_bpf.c), which
  * charges the peer's sk_rmem_alloc but never compares it with sk_rcvbuf, and the sender's memory
@@ -107,6 +108,14 @@ int ss_sk_msg(struct sk_msg_md *msg)
 		if (d && *d)
 			return ss_fallback(st, slot, SS_C_FALLBACK_DEMOTED, len);
 	}
+
+	/* A NetworkPolicy change since this connection was established: its sends go through TCP from
+	 * now on, where the CNI enforces policy per packet (the ratchet: nothing redirected before
+	 * is overtaken). Both ends check, so both directions move. */
+	__u32 zero = 0;
+	__u32 *epoch = policy_epoch.lookup(&zero);
+	if (epoch && *epoch != st->policy_epoch)
+		return ss_fallback(st, slot, SS_C_POLICY_HANDBACKS, len);
 
 	__u64 peer = st->peer;
 	if (!peer) {

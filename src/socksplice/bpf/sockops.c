@@ -198,6 +198,9 @@ int ss_sockops(struct bpf_sock_ops *skops)
 	st->id = id;
 	st->sk_addr = (__u64)sk; /* a privileged program may keep a kernel address as a number */
 	st->policy_slot = slot;
+	__u32 zero = 0;
+	__u32 *epoch = policy_epoch.lookup(&zero);
+	st->policy_epoch = epoch ? *epoch : 0;
 
 	struct ss_pair_key key = {};
 	ss_addr(skops, passive, key.client_addr);

@@ -26,7 +26,7 @@
 
 /* ---- ABI: shared with the agent and with other builds over the same pins ------------------- */
 
-#define SS_LAYOUT_VERSION 5
+#define SS_LAYOUT_VERSION 6
 
 #define SS_MAX_PORTS 16
 
@@ -170,6 +170,9 @@ struct ss_sock_state {
 	__u32 policy_slot;
 	__u32 unchecked; /* bytes redirected since the peer's backlog was last read (sk_msg.c) */
 	__u32 endpoint_slot; /* Auto: the endpoint's demotion flag in `demoted` (0: none) */
+	__u32 policy_epoch;  /* `policy_epoch` when sockops saw the connection established: a later
+			      * NetworkPolicy change (the agent bumps the epoch) hands it back to TCP */
+	__u32 pad;
 };
 
 /* What the second end of a pair tells the first (peer_of, keyed by the first end's cookie). */
@@ -202,6 +205,9 @@ enum ss_counter {
 	SS_C_BACKPRESSURE_ENTERED,    /* directions moved to TCP by backpressure */
 	SS_C_BACKPRESSURE_RESUMED,    /* directions back on the splice after every TCP byte was read */
 	SS_C_FALLBACK_DEMOTED,        /* Auto: the endpoint was demoted; this direction is on TCP */
+	SS_C_POLICY_HANDBACKS,        /* directions handed back to TCP by a NetworkPolicy change (the
+	                               * policy epoch moved since the connection was established),
+	                               * each counted once: later sends count as ratchet */
 	/* Errors (each fails open to TCP): */
 	SS_C_ERR_SOCKHASH_UPDATE,     /* could not insert a socket (map full?) */
 	SS_C_ERR_STORAGE,             /* could not create socket storage */
@@ -277,6 +283,9 @@ BPF_TABLE_PINNED("hash", struct ss_endpoint_key, struct ss_verdict, verdicts, SS
 BPF_TABLE_PINNED("percpu_hash", struct ss_endpoint_key, struct ss_evidence_counts, evidence, SS_ENDPOINTS_SIZE,
 		 SS_PIN_DIR "/evidence");
 BPF_TABLE_PINNED("array", __u32, __u32, demoted, SS_ENDPOINT_SLOTS, SS_PIN_DIR "/demoted");
+/* One entry: the node's NetworkPolicy epoch, bumped by the agent when a NetworkPolicy change could
+ * affect a spliced pod; a connection established under an older epoch sends through TCP. */
+BPF_TABLE_PINNED("array", __u32, __u32, policy_epoch, 1, SS_PIN_DIR "/policy_epoch");
 BPF_TABLE_PINNED("lru_hash", __u64, struct ss_watch, watch, SS_SOCKHASH_SIZE, SS_PIN_DIR "/watch");
 
 /* BPF_SOCKHASH and BPF_SK_STORAGE, pinned (bcc has no pinned variant of either). */

@@ -2,7 +2,9 @@
 
 socksplice local up [-f pods.yaml] [--dir DIR]     build the pods (detached: they stay up)
 socksplice local apply -f splice.yaml [--dir DIR]  what `kubectl apply` does, for local mode
+                                                   (SocketSplices and NetworkPolicies)
 socksplice local delete NAME [-n NS] [--dir DIR]   remove a SocketSplice
+socksplice local delete networkpolicy NAME [-n NS] remove a NetworkPolicy
 socksplice local status [--dir DIR] [--json]       the node, its SocketSplices and endpoints
 socksplice local exec POD [-n NS] -- CMD...        run a command inside a pod
 socksplice local down [--dir DIR]                  remove the pods
@@ -13,17 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from socksplice.api.manifests import load_manifests
 from socksplice.api.nodestatus import MAX_ENDPOINTS, EndpointStatus, NodeStatus
-from socksplice.api.socketsplice import Mode
+from socksplice.api.socketsplice import Mode, SocketSplice
 from socksplice.errors import PermanentError
-from socksplice.local import state
+from socksplice.local import netpolicies, state
 from socksplice.local.podsfile import default_cluster, load_local_pods
 from socksplice.local.topology import LocalTopology
 
@@ -52,17 +55,34 @@ def _down(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace) -> int:
     directory = args.dir or DEFAULT_DIR
     text = Path(args.file).read_text() if args.file != "-" else sys.stdin.read()
-    splices = load_manifests(text, str(args.file))  # validate before anything is written
+    source = str(args.file)
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError:
+        docs = []  # load_manifests below reports the syntax error with its line
+    policies = [d for d in docs if netpolicies.is_network_policy(d)]
+    # (file to write, its text, its SocketSplices), all validated before anything is written
+    writes: list[tuple[Path, str, list[SocketSplice]]] = []
     manifests = directory / state.MANIFESTS_DIR
+    if policies:
+        for doc in (d for d in docs if not netpolicies.is_network_policy(d)):
+            doc_text = yaml.safe_dump(doc, sort_keys=False)
+            splices = load_manifests(doc_text, source)
+            if splices:
+                first = splices[0]
+                writes.append((manifests / f"{first.namespace}_{first.name}.yaml", doc_text, splices))
+        for np in netpolicies.write(directory, policies, source):
+            print(f"networkpolicy.networking.k8s.io/{np.name} configured (namespace {np.namespace})")
+    else:
+        splices = load_manifests(text, source)
+        writes = [(manifests / f"{s.namespace}_{s.name}.yaml", text, [s]) for s in splices]
     manifests.mkdir(parents=True, exist_ok=True)
-    for s in splices:
-        target = manifests / f"{s.namespace}_{s.name}.yaml"
-        if args.file == "-":
-            target.write_text(text)
-        else:
-            shutil.copyfile(args.file, target) if len(splices) == 1 else target.write_text(text)
-        print(f"socketsplice.socksplice.io/{s.name} configured (namespace {s.namespace}, mode {s.spec.mode})")
-        print(f"  {s.name}: {MODE_HINTS[s.spec.mode]}", file=sys.stderr)
+    for target, target_text, splices in writes:
+        target.write_text(target_text)
+        for s in splices:
+            mode = s.spec.mode
+            print(f"socketsplice.socksplice.io/{s.name} configured (namespace {s.namespace}, mode {mode})")
+            print(f"  {s.name}: {MODE_HINTS[s.spec.mode]}", file=sys.stderr)
     return 0
 
 
@@ -86,12 +106,23 @@ MODE_HINTS: Mapping[Mode, str] = {
 
 
 def _delete(args: argparse.Namespace) -> int:
-    target = (args.dir or DEFAULT_DIR) / state.MANIFESTS_DIR / f"{args.namespace}_{args.name}.yaml"
+    directory = args.dir or DEFAULT_DIR
+    if len(args.what) == 2 and args.what[0].lower() in NETWORK_POLICY_NAMES:
+        netpolicies.delete(directory, args.namespace, args.what[1])
+        print(f"networkpolicy.networking.k8s.io/{args.what[1]} deleted")
+        return 0
+    if len(args.what) != 1:
+        raise PermanentError(f"delete: expected NAME or networkpolicy NAME, got {' '.join(args.what)}")
+    name = args.what[0]
+    target = directory / state.MANIFESTS_DIR / f"{args.namespace}_{name}.yaml"
     if not target.exists():
-        raise PermanentError(f"socketsplice {args.namespace}/{args.name}: not found in {target.parent}")
+        raise PermanentError(f"socketsplice {args.namespace}/{name}: not found in {target.parent}")
     target.unlink()
-    print(f"socketsplice.socksplice.io/{args.name} deleted")
+    print(f"socketsplice.socksplice.io/{name} deleted")
     return 0
+
+
+NETWORK_POLICY_NAMES = ("networkpolicy", "networkpolicies", "netpol")
 
 
 def _kinds(counts: Mapping[str, int]) -> str:
@@ -213,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in ("delete", "exec"):
             sp.add_argument("-n", "--namespace", default="default")
         if name == "delete":
-            sp.add_argument("name")
+            sp.add_argument("what", nargs="+", metavar="[networkpolicy] NAME")
         if name == "exec":
             sp.add_argument("pod")
             sp.add_argument("cmd", nargs=argparse.REMAINDER)

@@ -30,6 +30,7 @@ from socksplice.nodeagent.deciding import Deciding, DecidingPort
 from socksplice.nodeagent.draining import Drain, DrainPort, DrainSettings
 from socksplice.nodeagent.endpoints import EndpointTable
 from socksplice.nodeagent.metrics import DatapathCollector
+from socksplice.nodeagent.policywatch import PolicyWatch
 from socksplice.nodeagent.reconciling import DatapathPort, Reconciler, ReconcileReport
 from socksplice.nodeagent.serving import serve
 from socksplice.nodeagent.settings import AgentSettings
@@ -99,12 +100,14 @@ class Agent:
         datapath: AgentDatapath,
         sink: StatusSink | None = None,
         drains: DrainInbox | None = None,
+        policy_watch: PolicyWatch | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.datapath = datapath
         self.sink = sink
         self.drains = drains
+        self.policy_watch = policy_watch
         self.slots = SlotTable(settings.state_dir / "slots.json", settings.datapath.max_policies)
         self.reconciler = Reconciler(datapath, self.slots, settings.state_dir / "applied.json")
         table = EndpointTable(settings.state_dir / "endpoints.json", ENDPOINT_SLOTS)
@@ -164,7 +167,7 @@ class Agent:
         fp = snapshot.fingerprint()
         due = time.monotonic() - self._last_reconcile >= self.settings.resync_interval
         if not force and fp == self._last_fingerprint and not due:
-            news = self._decide()
+            news = self._follow_policies(snapshot) | self._decide()
             if self.sink is not None and (
                 news or time.monotonic() - self._last_publish >= self.settings.status_interval
             ):
@@ -184,9 +187,23 @@ class Agent:
         self.last_report = report
         self._last_fingerprint, self._last_reconcile = fp, time.monotonic()
         self._ready = not report.errors
+        self._follow_policies(snapshot)
         self._decide()
         self._publish()
         return report
+
+    def _follow_policies(self, snapshot: Snapshot) -> bool:
+        """Hand spliced connections back to TCP when a NetworkPolicy that could affect a pod
+        located on this node changed (``policywatch``); True when it did. Every located pod counts,
+        attached or not: a detached pod's live connections stay spliced to their end."""
+        if self.policy_watch is None:
+            return False
+        pods = [p for p in snapshot.pods if p.key in snapshot.locations]
+        try:
+            return self.policy_watch.step(pods, time.time()) is not None
+        except (OSError, SockspliceError) as exc:
+            log.error("agent: NetworkPolicies not followed: %s", exc)
+            return False
 
     def _decide(self) -> bool:
         """Auto's turn (``deciding``); True when an endpoint was promoted or demoted."""

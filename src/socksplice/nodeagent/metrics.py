@@ -183,6 +183,11 @@ class DatapathCollector(Collector):
             "limit (entered), and back to the splice once it read every TCP byte (resumed).",
             labels=[*pl, "event"],
         )
+        handbacks = CounterMetricFamily(
+            "socksplice_policy_handbacks",
+            "Directions of spliced connections handed back to TCP by a NetworkPolicy change.",
+            labels=pl,
+        )
         errors = CounterMetricFamily(
             "socksplice_datapath_errors", "Data path errors by kind.", labels=[*pl, "kind"]
         )
@@ -204,9 +209,21 @@ class DatapathCollector(Collector):
             fb_bytes.add_metric(labels, values["bytes_fallback"])
             for counter, event in BACKPRESSURE_EVENTS.items():
                 backpressure.add_metric([*labels, event], values[counter])
+            handbacks.add_metric(labels, values["policy_handbacks"])
             for counter, kind in ERROR_KINDS.items():
                 errors.add_metric([*labels, kind], values[counter])
-        yield from (sockets_added, pairs, unpaired, msgs, byts, fb_msgs, fb_bytes, backpressure, errors)
+        yield from (
+            sockets_added,
+            pairs,
+            unpaired,
+            msgs,
+            byts,
+            fb_msgs,
+            fb_bytes,
+            backpressure,
+            handbacks,
+            errors,
+        )
         yield from self._collect_endpoints()
 
         spliced = self._dp.spliced_sockets()

@@ -1,0 +1,85 @@
+"""`socksplice local apply/delete` with NetworkPolicies, and the agent's view of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from socksplice.api.pods import PodRef
+from socksplice.errors import InvalidSpec, PermanentError
+from socksplice.local import commands, netpolicies
+from socksplice.local.state import MANIFESTS_DIR
+from socksplice.nodeagent.policywatch import LocalPolicies, PolicyWatch
+
+FIXTURES = Path(__file__).with_name("fixtures") / "networkpolicies"
+SPLICE_AND_POLICY = """\
+apiVersion: socksplice.io/v1alpha1
+kind: SocketSplice
+metadata: {name: bench, namespace: demo}
+spec:
+  podSelector: {matchLabels: {role: bench}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-server, namespace: demo}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  policyTypes: [Ingress]
+"""
+
+
+class Epoch:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def bump_policy_epoch(self) -> int:
+        self.value += 1
+        return self.value
+
+
+def test_apply_writes_socketsplices_and_networkpolicies_apart_and_delete_removes_one(tmp_path: Path) -> None:
+    manifest = tmp_path / "in.yaml"
+    manifest.write_text(SPLICE_AND_POLICY)
+    assert commands.main(["apply", "-f", str(manifest), "--dir", str(tmp_path)]) == 0
+    assert (tmp_path / MANIFESTS_DIR / "demo_bench.yaml").exists()
+    assert "NetworkPolicy" not in (tmp_path / MANIFESTS_DIR / "demo_bench.yaml").read_text()
+    policies, errors = netpolicies.load_dir(tmp_path / netpolicies.NETWORK_POLICIES_DIR)
+    assert [p.key for p in policies] == ["demo/deny-server"] and errors == []
+    delete = ["delete", "networkpolicy", "deny-server", "-n", "demo", "--dir", str(tmp_path)]
+    assert commands.main(delete) == 0
+    assert netpolicies.load_dir(tmp_path / netpolicies.NETWORK_POLICIES_DIR) == ([], [])
+    with pytest.raises(PermanentError, match="networkpolicy demo/deny-server: not found"):
+        commands.main(delete)
+
+
+def test_apply_refuses_an_invalid_networkpolicy_before_writing_anything(tmp_path: Path) -> None:
+    manifest = tmp_path / "in.yaml"
+    manifest.write_text(SPLICE_AND_POLICY.replace("{app: server}", "{app: 1}"))
+    with pytest.raises(InvalidSpec, match=r"spec\.podSelector"):
+        commands.main(["apply", "-f", str(manifest), "--dir", str(tmp_path)])
+    assert not (tmp_path / MANIFESTS_DIR).exists()
+    assert not (tmp_path / netpolicies.NETWORK_POLICIES_DIR).exists()
+
+
+def test_the_watch_bumps_the_epoch_once_per_change_that_could_affect_a_located_pod(tmp_path: Path) -> None:
+    server = PodRef("demo", "server", labels=(("app", "server"),))
+    client = PodRef("demo", "client", labels=(("app", "client"),))
+    epoch = Epoch()
+    watch = PolicyWatch(LocalPolicies(tmp_path), epoch)
+    assert watch.step([server, client], 1.0) is None  # the first look only records the views
+    doc = (FIXTURES / "default-deny-all.yaml").read_text()
+    target = tmp_path / netpolicies.NETWORK_POLICIES_DIR
+    target.mkdir()
+    (target / "shop.yaml").write_text(doc)  # another namespace, no peers: cannot affect demo
+    assert watch.step([server, client], 2.0) is None and epoch.value == 0
+    (target / "demo.yaml").write_text(doc.replace("namespace: shop", "namespace: demo"))
+    handback = watch.step([server, client], 3.0)
+    assert handback is not None and epoch.value == 1
+    assert dict(handback.pods) == {
+        "demo/server": "NetworkPolicy changed: demo/default-deny-all",
+        "demo/client": "NetworkPolicy changed: demo/default-deny-all",
+    }
+    assert watch.step([server, client], 4.0) is None and epoch.value == 1  # unchanged: nothing
+    (target / "demo.yaml").unlink()
+    assert watch.step([server, client], 5.0) is not None and epoch.value == 2  # deleted: a change too
