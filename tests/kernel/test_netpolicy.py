@@ -92,6 +92,9 @@ def test_a_policy_change_hands_spliced_connections_to_tcp_where_a_packet_filter_
         assert env.agent.policy_watch is not None and env.agent.policy_watch.handbacks == 1
         # Every direction sends again within a write interval: each is handed back once.
         wait_for(lambda: env.totals()["policy_handbacks"] >= 2 * conns, timeout=5)
+        policy = env.agent.status().policy("demo/bench")
+        assert policy is not None and (policy.policy_handbacks or 0) >= 2 * conns, policy
+        assert policy.handback_reason == "NetworkPolicy changed: demo/deny-server", policy
         redirected = env.totals()["bytes_redirected"]
         time.sleep(1.0)
         assert env.totals()["bytes_redirected"] == redirected, "bytes still redirected after the handback"

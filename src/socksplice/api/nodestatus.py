@@ -50,6 +50,12 @@ class PolicyStatus:
     endpoints_spliced: int = 0
     endpoints_demoted: int = 0
     """Endpoints of this SocketSplice on this node by verdict (all of them, listed or not)."""
+    policy_handbacks: int | None = None
+    """Directions of spliced connections handed back to TCP by NetworkPolicy changes (counter)."""
+    handback_time: datetime | None = None
+    """When a NetworkPolicy change last handed this SocketSplice's connections back to TCP."""
+    handback_reason: str = ""
+    """Why: the NetworkPolicies whose change could affect its pods."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -66,6 +72,13 @@ class PolicyStatus:
             out["pairsSpliced"] = self.pairs_spliced
         if self.bytes_redirected is not None:
             out["bytesRedirected"] = self.bytes_redirected
+        if self.policy_handbacks is not None:
+            out["policyHandbacks"] = self.policy_handbacks
+        if self.handback_time is not None:
+            out["lastHandback"] = {
+                "time": timestamp(self.handback_time),
+                "reason": self.handback_reason[:MAX_MESSAGE],
+            }
         return out
 
     @classmethod
@@ -84,6 +97,9 @@ class PolicyStatus:
             int(raw.get("endpointsAudit", 0)),
             int(raw.get("endpointsSpliced", 0)),
             int(raw.get("endpointsDemoted", 0)),
+            count("policyHandbacks"),
+            parse_timestamp((raw.get("lastHandback") or {}).get("time")),
+            str((raw.get("lastHandback") or {}).get("reason") or ""),
         )
 
 

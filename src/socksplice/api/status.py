@@ -100,6 +100,10 @@ class NodeView:
     """Why this node's data path cannot observe receive patterns, empty when it can."""
     demoted: tuple[dict[str, Any], ...] = ()
     """The node's listed demoted endpoints of this SocketSplice, as ``status.demoted`` entries."""
+    handbacks: int | None = None
+    """Directions of spliced connections handed back to TCP by NetworkPolicy changes."""
+    last_handback: Mapping[str, Any] | None = None
+    """The node's ``lastHandback`` (time, reason) for this SocketSplice."""
 
 
 _COUNTS = (("audit", "endpointsAudit"), ("spliced", "endpointsSpliced"), ("demoted", "endpointsDemoted"))
@@ -167,6 +171,8 @@ def _node_view(
         counts,
         str(node.get("observation") or ""),
         _demoted(name, node, key),
+        int(entry["policyHandbacks"]) if entry and "policyHandbacks" in entry else None,
+        dict(entry["lastHandback"]) if entry and isinstance(entry.get("lastHandback"), Mapping) else None,
     )
 
 
@@ -240,6 +246,10 @@ def rollup(
             entry["pairsSpliced"] = v.pairs
         if v.endpoints is not None:
             entry.update({field: v.endpoints[name] for name, field in _COUNTS})
+        if v.handbacks is not None:
+            entry["policyHandbacks"] = v.handbacks
+        if v.last_handback is not None:
+            entry["lastHandback"] = dict(v.last_handback)
         if v.observation:
             entry["observation"] = v.observation[:MAX_MESSAGE]
         if v.problem:

@@ -108,6 +108,8 @@ class Agent:
         self.sink = sink
         self.drains = drains
         self.policy_watch = policy_watch
+        self.handbacks: dict[str, tuple[datetime, str]] = {}
+        """Per SocketSplice: when a NetworkPolicy change last handed its connections back, and why."""
         self.slots = SlotTable(settings.state_dir / "slots.json", settings.datapath.max_policies)
         self.reconciler = Reconciler(datapath, self.slots, settings.state_dir / "applied.json")
         table = EndpointTable(settings.state_dir / "endpoints.json", ENDPOINT_SLOTS)
@@ -200,10 +202,18 @@ class Agent:
             return False
         pods = [p for p in snapshot.pods if p.key in snapshot.locations]
         try:
-            return self.policy_watch.step(pods, time.time()) is not None
+            handback = self.policy_watch.step(pods, time.time())
         except (OSError, SockspliceError) as exc:
             log.error("agent: NetworkPolicies not followed: %s", exc)
             return False
+        if handback is None:
+            return False
+        plans = self.planned.plans if self.planned else {}
+        when = datetime.fromtimestamp(handback.at, UTC)
+        for pod, reason in sorted(handback.pods.items()):
+            for policy in plans[pod].policies if pod in plans else ():
+                self.handbacks[policy] = (when, reason)
+        return True
 
     def _decide(self) -> bool:
         """Auto's turn (``deciding``); True when an endpoint was promoted or demoted."""
@@ -288,6 +298,9 @@ class Agent:
                     endpoints_audit=verdicts.count("Audit"),
                     endpoints_spliced=verdicts.count("Spliced"),
                     endpoints_demoted=verdicts.count("Demoted"),
+                    policy_handbacks=values.get("policy_handbacks") if values else None,
+                    handback_time=handback[0] if (handback := self.handbacks.get(s.key)) else None,
+                    handback_reason=handback[1] if handback else "",
                 )
             )
         return NodeStatus(

@@ -7,7 +7,8 @@ create, resume or spec update recomputes that one. Nothing is listed again per S
 A slow timer (``RESYNC_SECONDS``) recomputes each SocketSplice from the indexes without any API
 read: an agent that stops is noticed only by time (its SpliceNode's heartbeat gets old, no event
 says so). Condition transitions become Events on the SocketSplice (``configuring``), and so does
-each endpoint a SpliceNode newly reports demoted (``demoting``: a Warning ``EndpointDemoted``).
+each endpoint a SpliceNode newly reports demoted (``demoting``: a Warning ``EndpointDemoted``), and
+each NetworkPolicy handback it reports (``handingback``: a Normal ``HandedBackToTCP``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from socksplice.operator.configuring import configure
 from socksplice.operator.demoting import REASON as DEMOTED_REASON
 from socksplice.operator.demoting import Demotions, Notice
 from socksplice.operator.following import Body, Statuses, find_splice, splice_key
+from socksplice.operator.handingback import REASON as HANDBACK_REASON
+from socksplice.operator.handingback import Handbacks
 from socksplice.operator.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ def _post(body: Body, line: str, bad: bool) -> None:
 
 STATUSES = Statuses(_write_status, _post, METRICS)
 DEMOTIONS = Demotions(started=datetime.now(UTC))
+HANDBACKS = Handbacks(started=datetime.now(UTC))
 
 
 def _post_demotions(notices: list[Notice], splices: Mapping[str, Any]) -> None:
@@ -70,6 +74,16 @@ def _post_demotions(notices: list[Notice], splices: Mapping[str, Any]) -> None:
             continue
         kopf.warn(kopf.Body(cast(Any, plain(body))), reason=DEMOTED_REASON, message=notice.message)
         log.warning("SocketSplice %s: %s", notice.policy, notice.message)
+
+
+def _post_handbacks(notices: list[Notice], splices: Mapping[str, Any]) -> None:
+    """A Normal ``HandedBackToTCP`` on each notice's SocketSplice (one no longer indexed is skipped)."""
+    for notice in notices:
+        body = find_splice(splices, notice.policy)
+        if body is None:
+            continue
+        kopf.info(kopf.Body(cast(Any, plain(body))), reason=HANDBACK_REASON, message=notice.message)
+        log.info("SocketSplice %s: %s", notice.policy, notice.message)
 
 
 @kopf.on.startup()
@@ -140,11 +154,12 @@ async def pod_event(namespace: str | None, **kwargs: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, SPLICENODE_PLURAL)
 async def splicenode_event(name: str, type: str | None, status: kopf.Status, **kwargs: Any) -> None:
-    """A SpliceNode changed: Events for endpoints it newly reports demoted, and the SocketSplices
-    with pods on that node."""
+    """A SpliceNode changed: Events for endpoints it newly reports demoted and for connections a
+    NetworkPolicy change handed back to TCP, and the SocketSplices with pods on that node."""
     idx = _indexes(kwargs)
-    notices = DEMOTIONS.update(name, None if type == "DELETED" else plain(status))
-    _post_demotions(notices, idx["socketsplices_by_namespace"])
+    current = None if type == "DELETED" else plain(status)
+    _post_demotions(DEMOTIONS.update(name, current), idx["socketsplices_by_namespace"])
+    _post_handbacks(HANDBACKS.update(name, current), idx["socketsplices_by_namespace"])
     await _refresh(STATUSES.on_node(name), idx)
 
 
