@@ -319,6 +319,8 @@ def test_agent_rbac_reads_pods_and_splices_writes_only_splicenodes(default_objs:
     assert rules == {
         "core/pods": {"get", "list", "watch"},
         "core/nodes": {"get"},  # the uid that makes its Node own the SpliceNode
+        "networking.k8s.io/networkpolicies": {"list", "watch"},  # handbacks on policy changes
+        "core/namespaces": {"list", "watch"},  # the labels namespaceSelectors read
         "socksplice.io/socketsplices": {"get", "list", "watch"},
         "socksplice.io/splicenodes": {"get", "list", "watch", "create"},
         "socksplice.io/splicenodes/status": {"get", "update", "patch"},

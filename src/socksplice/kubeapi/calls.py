@@ -20,6 +20,7 @@ from socksplice.api.status import SPLICENODE_PLURAL
 from socksplice.kubeapi.failures import CONFLICT, NOT_FOUND, converted
 
 Object = dict[str, Any]
+NETWORKPOLICIES = ("networking.k8s.io", "v1", "networkpolicies")
 WATCH_TIMEOUT_SECONDS = 300
 
 
@@ -196,6 +197,26 @@ class Kube:
             field_selector=fields,
             resource_version=resource_version,
         )
+
+    def list_networkpolicies(self) -> Object:
+        """NetworkPolicies of all namespaces (``networking.k8s.io/v1``)."""
+        with converted("list NetworkPolicies"):
+            return cast(Object, self.custom.list_cluster_custom_object(*NETWORKPOLICIES))
+
+    def watch_networkpolicies(self, resource_version: str) -> Iterator[WatchEvent]:
+        return self._events(
+            "NetworkPolicies",
+            self.custom.list_cluster_custom_object,
+            *NETWORKPOLICIES,
+            resource_version=resource_version,
+        )
+
+    def list_namespaces(self) -> Object:
+        with converted("list namespaces"):
+            return cast(Object, _json(self.core.list_namespace(_preload_content=False)))
+
+    def watch_namespaces(self, resource_version: str) -> Iterator[WatchEvent]:
+        return self._events("namespaces", self.core.list_namespace, resource_version=resource_version)
 
     def watch_socketsplices(self, resource_version: str) -> Iterator[WatchEvent]:
         return self._events(

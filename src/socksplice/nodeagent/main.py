@@ -19,7 +19,7 @@ from socksplice.bpf.loader import Datapath, DatapathSettings
 from socksplice.errors import KernelUnsupported, PermanentError, SockspliceError
 from socksplice.nodeagent.agent import Agent, StatusSink
 from socksplice.nodeagent.localsource import LocalSource, StatusFile
-from socksplice.nodeagent.policywatch import LocalPolicies, PolicyWatch
+from socksplice.nodeagent.policywatch import LocalPolicies, PolicySource, PolicyWatch
 from socksplice.nodeagent.settings import AgentSettings
 from socksplice.nodeagent.snapshots import Source
 
@@ -160,10 +160,14 @@ def run(args: argparse.Namespace) -> int:
     except SockspliceError as exc:
         log.error("agent: start failed: %s", exc)
         return 1
-    policies = LocalPolicies(args.local) if args.local is not None else None
-    agent = Agent(
-        settings, source, datapath, sink, policy_watch=PolicyWatch(policies, datapath) if policies else None
-    )
+    policies: PolicySource
+    if args.local is not None:
+        policies = LocalPolicies(args.local)
+    else:
+        from socksplice.nodeagent.cluster.main import cluster_policies
+
+        policies = cluster_policies()
+    agent = Agent(settings, source, datapath, sink, policy_watch=PolicyWatch(policies, datapath))
     if args.local is None:
         from socksplice.nodeagent.cluster.main import bind_agent
 

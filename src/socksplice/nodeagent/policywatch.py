@@ -79,6 +79,9 @@ class PolicyWatch:
 
     def step(self, pods: list[PodRef], now: float) -> Handback | None:
         snap = self.source.policies()
+        if snap.errors != self.errors:
+            for err in snap.errors:
+                log.error("networkpolicy: not read (treated as absent): %s", err)
         self.errors = snap.errors
         namespaces = {
             p.namespace: {NAMESPACE_NAME_LABEL: p.namespace, **snap.namespaces.get(p.namespace, {})}

@@ -11,6 +11,7 @@ from socksplice.kernel import cgroup2
 from socksplice.nodeagent.agent import Agent
 from socksplice.nodeagent.cluster.drainrequest import DrainRequests, kube_fns
 from socksplice.nodeagent.cluster.locating import Locator
+from socksplice.nodeagent.cluster.policies import ClusterPolicies
 from socksplice.nodeagent.cluster.sink import SpliceNodeSink
 from socksplice.nodeagent.cluster.source import ClusterSource
 from socksplice.nodeagent.snapshots import Source
@@ -33,6 +34,13 @@ def cluster_front_door(
     source.start()
     checks, found = doctor_results()
     return source, SpliceNodeSink(node, checks, found)
+
+
+def cluster_policies() -> ClusterPolicies:
+    """NetworkPolicies and Namespaces, watched (after ``cluster_front_door`` loaded credentials)."""
+    policies = ClusterPolicies()
+    policies.start()
+    return policies
 
 
 def bind_agent(source: Source, agent: Agent) -> None:
