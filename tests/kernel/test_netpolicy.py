@@ -116,6 +116,34 @@ def test_a_policy_change_hands_spliced_connections_to_tcp_where_a_packet_filter_
         assert env.totals()["bytes_redirected"] > redirected
 
 
+def test_auto_a_promoted_endpoints_connections_are_handed_back_and_it_stays_promoted(env: SpliceEnv) -> None:
+    """Auto: a handback is not a demotion. Live connections move to TCP; the endpoint keeps its
+    verdict, so connections opened after the change are spliced again."""
+    from tests.kernel.test_auto import auto_yaml, promoted, verdict
+
+    if env.datapath.observation:
+        pytest.skip(f"observation unavailable on this kernel: {env.datapath.observation}")
+    env = following(env)
+    env.apply(auto_yaml())
+    server, client = env.pod("server"), env.pod("client")
+    conns, nbytes = 20, 1 << 20
+    with echo_server(server, PORT):
+        promoted(env)
+        streams = start_clients(client, str(server.ipv4), PORT, conns=conns, nbytes=nbytes, seconds=6)
+        wait_for(lambda: env.totals()["pairs_spliced"] >= conns, timeout=30)
+        wait_for(lambda: env.totals()["bytes_redirected"] > 2 << 20, timeout=30)
+        apply_policy(env)
+        env.agent.step()
+        wait_for(lambda: env.totals()["policy_handbacks"] >= 2 * conns, timeout=5)
+        redirected = env.totals()["bytes_redirected"]
+        assert_streams_intact(finish(streams), conns, nbytes)
+        assert env.totals()["bytes_redirected"] == redirected
+        assert verdict(env) == "Spliced"
+        fresh = run_clients(client, str(server.ipv4), PORT, conns=2, nbytes=64 << 10)
+        assert_streams_intact(fresh, 2, 64 << 10)
+        assert env.totals()["bytes_redirected"] > redirected
+
+
 def test_a_plain_tcp_connection_is_stopped_by_the_same_filter(env: SpliceEnv) -> None:
     """The reference: without socksplice, the same rule stops the same streams."""
     server, client = env.pod("server"), env.pod("client")
