@@ -83,3 +83,23 @@ def test_the_watch_bumps_the_epoch_once_per_change_that_could_affect_a_located_p
     assert watch.step([server, client], 4.0) is None and epoch.value == 1  # unchanged: nothing
     (target / "demo.yaml").unlink()
     assert watch.step([server, client], 5.0) is not None and epoch.value == 2  # deleted: a change too
+
+
+def test_local_status_says_when_and_why_connections_were_handed_back() -> None:
+    from datetime import UTC, datetime
+
+    from socksplice.api.nodestatus import NodeStatus, PolicyStatus
+    from socksplice.local.commands import describe_status
+
+    policy = PolicyStatus(
+        "demo/bench",
+        "SpliceRelaxedReceive",
+        policy_handbacks=100,
+        handback_time=datetime(2026, 12, 2, 9, 10, tzinfo=UTC),
+        handback_reason="NetworkPolicy changed: demo/deny-server",
+    )
+    lines = describe_status(NodeStatus("local", policies=(policy,)).to_dict())
+    assert (
+        "    handed back to TCP: 100 directions; last at 2026-12-02T09:10:00+00:00: "
+        "NetworkPolicy changed: demo/deny-server"
+    ) in lines

@@ -167,6 +167,11 @@ def describe_status(raw: Mapping[str, Any], manifests: list[str] | None = None) 
             f"  {p.name}  {p.mode}  pods {p.attached_pods} attached of {p.matched_pods}; endpoints "
             f"{p.endpoints_audit} Audit, {p.endpoints_spliced} Spliced, {p.endpoints_demoted} Demoted"
         )
+        if p.handback_time is not None:
+            lines.append(
+                f"    handed back to TCP: {p.policy_handbacks or 0} directions; last at "
+                f"{p.handback_time.isoformat()}: {p.handback_reason}"
+            )
     lines.append(f"endpoints: {len(status.endpoints) + status.endpoints_omitted}")
     for e in status.endpoints:
         lines += ["  " + line for line in describe_endpoint(e)]

@@ -109,6 +109,7 @@ class Agent:
         self.drains = drains
         self.policy_watch = policy_watch
         self.handbacks: dict[str, tuple[datetime, str]] = {}
+        self._policy_error = ""
         """Per SocketSplice: when a NetworkPolicy change last handed its connections back, and why."""
         self.slots = SlotTable(settings.state_dir / "slots.json", settings.datapath.max_policies)
         self.reconciler = Reconciler(datapath, self.slots, settings.state_dir / "applied.json")
@@ -204,8 +205,11 @@ class Agent:
         try:
             handback = self.policy_watch.step(pods, time.time())
         except (OSError, SockspliceError) as exc:
-            log.error("agent: NetworkPolicies not followed: %s", exc)
+            if str(exc) != self._policy_error:  # once per reason, not every poll
+                log.error("agent: NetworkPolicies not followed: %s", exc)
+            self._policy_error = str(exc)
             return False
+        self._policy_error = ""
         if handback is None:
             return False
         plans = self.planned.plans if self.planned else {}
