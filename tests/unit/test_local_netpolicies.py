@@ -103,3 +103,51 @@ def test_local_status_says_when_and_why_connections_were_handed_back() -> None:
         "    handed back to TCP: 100 directions; last at 2026-12-02T09:10:00+00:00: "
         "NetworkPolicy changed: demo/deny-server"
     ) in lines
+
+
+def _policy_dir(root: Path) -> Path:
+    target = root / netpolicies.NETWORK_POLICIES_DIR
+    target.mkdir(exist_ok=True)
+    return target
+
+
+SERVER = PodRef("demo", "server", labels=(("app", "server"),))
+CLIENT = PodRef("demo", "client", labels=(("app", "client"),))
+
+
+def test_a_change_made_while_the_agent_was_down_is_handed_back_at_its_first_look(tmp_path: Path) -> None:
+    views = tmp_path / "state" / "policy_views.json"
+    first = PolicyWatch(LocalPolicies(tmp_path), Epoch(), views)
+    assert first.step([SERVER, CLIENT], 1.0) is None  # a first start: nothing on record
+    assert views.exists()
+    doc = (FIXTURES / "default-deny-all.yaml").read_text().replace("namespace: shop", "namespace: demo")
+    (_policy_dir(tmp_path) / "demo.yaml").write_text(doc)  # while no agent runs
+    epoch = Epoch()
+    restarted = PolicyWatch(LocalPolicies(tmp_path), epoch, views)
+    handback = restarted.step([SERVER, CLIENT], 2.0)
+    assert handback is not None and epoch.value == 1
+    assert dict(handback.pods)["demo/server"] == "NetworkPolicy changed: demo/default-deny-all"
+    again = PolicyWatch(LocalPolicies(tmp_path), epoch, views)
+    assert again.step([SERVER, CLIENT], 3.0) is None and epoch.value == 1  # nothing new since
+
+
+def test_a_pod_located_only_after_the_restart_is_compared_with_its_view_on_record(tmp_path: Path) -> None:
+    views = tmp_path / "policy_views.json"
+    assert PolicyWatch(LocalPolicies(tmp_path), Epoch(), views).step([SERVER, CLIENT], 1.0) is None
+    doc = (FIXTURES / "default-deny-all.yaml").read_text().replace("namespace: shop", "namespace: demo")
+    (_policy_dir(tmp_path) / "demo.yaml").write_text(doc)
+    epoch = Epoch()
+    restarted = PolicyWatch(LocalPolicies(tmp_path), epoch, views)
+    assert restarted.step([], 2.0) is None  # not located yet: its view on record is kept
+    assert restarted.step([SERVER], 3.0) is not None and epoch.value == 1
+
+
+def test_views_on_record_that_cannot_be_read_hand_back_every_located_pod(tmp_path: Path) -> None:
+    views = tmp_path / "policy_views.json"
+    views.write_text("{not json")
+    epoch = Epoch()
+    watch = PolicyWatch(LocalPolicies(tmp_path), epoch, views)
+    handback = watch.step([SERVER, CLIENT], 1.0)
+    assert handback is not None and epoch.value == 1  # it cannot check: it fails closed
+    assert set(handback.pods) == {"demo/server", "demo/client"}
+    assert watch.step([SERVER, CLIENT], 2.0) is None and epoch.value == 1

@@ -15,6 +15,7 @@ relabelled so that a ``namespaceSelector`` selects it differently all change the
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,11 @@ class NetworkPolicy:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def digest(self) -> str:
+        """A short digest of ``spec_text``: what a pod's view keeps (and the agent persists)."""
+        return hashlib.sha256(self.spec_text.encode()).hexdigest()[:16]
 
 
 def _selector(obj: Mapping[str, Any], field: str, path: str, source: str) -> LabelSelector | None:
@@ -124,13 +130,13 @@ def could_affect(policy: NetworkPolicy, pod: PodRef, namespaces: Mapping[str, Ma
 
 
 PolicyView = frozenset[tuple[str, str]]
-"""(policy key, spec text) of every policy that could affect one pod."""
+"""(policy key, spec digest) of every policy that could affect one pod."""
 
 
 def policy_view(
     pod: PodRef, policies: Iterable[NetworkPolicy], namespaces: Mapping[str, Mapping[str, str]]
 ) -> PolicyView:
-    return frozenset((p.key, p.spec_text) for p in policies if could_affect(p, pod, namespaces))
+    return frozenset((p.key, p.digest) for p in policies if could_affect(p, pod, namespaces))
 
 
 def changed_views(old: Mapping[str, PolicyView], new: Mapping[str, PolicyView]) -> dict[str, str]:

@@ -167,7 +167,13 @@ def run(args: argparse.Namespace) -> int:
         from socksplice.nodeagent.cluster.main import cluster_policies
 
         policies = cluster_policies()
-    agent = Agent(settings, source, datapath, sink, policy_watch=PolicyWatch(policies, datapath))
+    agent = Agent(
+        settings,
+        source,
+        datapath,
+        sink,
+        policy_watch=PolicyWatch(policies, datapath, settings.state_dir / "policy_views.json"),
+    )
     if args.local is None:
         from socksplice.nodeagent.cluster.main import bind_agent
 
