@@ -4,8 +4,10 @@
 # same steps as the README's install, each with its own package list from that script:
 #   build    SOCKSPLICE_STAGE=build: runtime and build packages (APT_PACKAGES and
 #            APT_BUILD_PACKAGES: venv, C toolchain, packaged kernel headers), the virtual
-#            environment (a normal, non-editable install), the C load generators, and one copy
-#            of the packaged kernel headers in /opt/socksplice/kernel-headers.
+#            environment (a normal, non-editable install; without pip, bytecode and the
+#            kubernetes client's asyncio copy, kubernetes.aio, 41 MB that nothing imports), the C
+#            load generators, and one copy of what bcc includes from the packaged kernel headers
+#            in /opt/socksplice/kernel-headers.
 #   runtime  SOCKSPLICE_STAGE=runtime: the runtime packages only (no compiler: bcc compiles
 #            BPF C with its own clang in libbcc), and from build just the venv, the load
 #            generator and the headers copy.
@@ -26,16 +28,22 @@ COPY src/ src/
 RUN SOCKSPLICE_STAGE=build SOCKSPLICE_DEV=0 SOCKSPLICE_VENV=/opt/socksplice/.venv bash scripts/install.sh \
  && rm -rf /root/.cache /var/lib/apt/lists/* \
  && /opt/socksplice/.venv/bin/python -m pip uninstall -q -y pip setuptools \
- && find /opt/socksplice/.venv -name __pycache__ -prune -exec rm -rf {} +
+ && find /opt/socksplice/.venv -name __pycache__ -prune -exec rm -rf {} + \
+ && rm -rf /opt/socksplice/.venv/lib/python3*/site-packages/kubernetes/aio
 
 FROM ${BASE} AS runtime
 ENV DEBIAN_FRONTEND=noninteractive
 WORKDIR /opt/socksplice
 COPY scripts/install.sh scripts/install.sh
-# No translations, manuals or package docs from the packages installed here.
-RUN printf 'path-exclude=/usr/share/%s/*\n' locale man doc info >/etc/dpkg/dpkg.cfg.d/01-socksplice-slim \
+# No translations, manuals or package docs from the packages installed here (the same rules
+# scripts/image-install.sh puts in the local base image), and no downloaded .debs, apt lists,
+# caches or logs left in the layer.
+RUN printf 'path-exclude=/usr/share/%s/*\n' doc man locale info >/etc/dpkg/dpkg.cfg.d/01-socksplice-slim \
+ && printf 'path-include=/usr/share/doc/*/copyright\n' >>/etc/dpkg/dpkg.cfg.d/01-socksplice-slim \
  && SOCKSPLICE_STAGE=runtime SOCKSPLICE_DEV=0 bash scripts/install.sh \
- && rm -rf /root/.cache /var/lib/apt/lists/* /var/cache/apt/*.bin \
+ && apt-get clean \
+ && rm -rf /root/.cache /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
+   /var/cache/debconf/*-old \
  && groupadd --gid 65532 socksplice \
  && useradd --uid 65532 --gid 65532 --no-create-home --shell /usr/sbin/nologin socksplice
 # The chart mounts the node's /usr/src over the image's; the packaged headers (the fallback

@@ -48,7 +48,14 @@ import_base() {
   trap 'rm -rf "$dir"' RETURN
   log "base: debootstrap --variant=minbase bookworm from $MIRROR"
   debootstrap --variant=minbase bookworm "$dir" "$MIRROR" >/dev/null
-  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
+  # Lean from the first layer: no package docs, manuals, translations or info pages, now or from
+  # any package installed later (dpkg path-exclude rules, kept in the image), and no apt caches.
+  printf 'path-exclude=/usr/share/%s/*\n' doc man locale info >"$dir/etc/dpkg/dpkg.cfg.d/01-socksplice-slim"
+  printf 'path-include=/usr/share/doc/*/copyright\n' >>"$dir/etc/dpkg/dpkg.cfg.d/01-socksplice-slim"
+  find "$dir"/usr/share/doc -mindepth 1 ! -name copyright ! -type d -delete
+  rm -rf "$dir"/usr/share/man/* "$dir"/usr/share/locale/* "$dir"/usr/share/info/*
+  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/lib/apt/lists/* \
+    "$dir"/var/log/* "$dir"/var/cache/debconf/*-old
   tar -C "$dir" -c . | podman import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
   log "base: imported $BASE_IMAGE"
 }

@@ -50,6 +50,7 @@ declare -A SERVICE_UNITS=([nginx]=nginx [redis-server]=redis-server [prometheus]
 DEV="${SOCKSPLICE_DEV:-1}"
 STAGE="${SOCKSPLICE_STAGE:-all}"
 HEADERS_COPY="${SOCKSPLICE_HEADERS_COPY:-/opt/socksplice/kernel-headers}"
+HEADERS_SRC=/usr/src  # where linux-headers-amd64 puts its trees
 case "$STAGE" in all|build|runtime) ;; *) echo "install: SOCKSPLICE_STAGE must be all, build or runtime" >&2; exit 2;; esac
 
 log() { printf 'install: %s\n' "$*" >&2; }
@@ -124,17 +125,56 @@ build_loadgen() {
 }
 
 # The runtime stage's fallback headers: one copy of the packaged trees, outside /usr/src (the
-# chart mounts the node's /usr/src over the image's).
+# chart mounts the node's /usr/src over the image's), holding only what bcc compiles the programs
+# with: every header reachable by #include (followed in every branch of every #if, so a superset)
+# from the headers the programs include (socksplice's BPF C and doctor's probes, in the installed
+# package), the ones libbcc's built-in helpers.h includes, and include/linux/kconfig.h (bcc's
+# -include), in every directory of bcc's -I list; plus each tree's top-level .config and Makefile. About
+# 2 MB instead of 60: kbuild's scripts/, other architectures and driver headers are not copied.
 copy_headers() {
-  log "headers: copying /usr/src/linux-headers-* to $HEADERS_COPY"
+  log "headers: copying what bcc includes from $HEADERS_SRC/linux-headers-* to $HEADERS_COPY"
   rm -rf "$HEADERS_COPY"
   mkdir -p "$HEADERS_COPY"
-  cp -a /usr/src/linux-headers-* "$HEADERS_COPY/"
-  # bcc includes only this machine's architecture: the other architectures' trees go.
-  local arch
-  for arch in "$HEADERS_COPY"/linux-headers-*-common/arch/*; do
-    [[ "$(basename "$arch")" == x86 ]] || rm -rf "$arch"
-  done
+  local pkg libbcc
+  pkg="$("$VENV/bin/python" -c 'import importlib.util as u; print(list(u.find_spec("socksplice").submodule_search_locations)[0])')"
+  libbcc="$(ls /usr/lib/*-linux-gnu/libbcc.so.0 2>/dev/null | head -1)"
+  "$VENV/bin/python" - "$HEADERS_SRC" "$HEADERS_COPY" "$pkg" "$libbcc" <<'PY'
+import re, shutil, subprocess, sys
+from pathlib import Path
+
+src, dst, pkg, libbcc = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+include = re.compile(r'^\s*#\s*include(?:_next)?\s*[<"]([^>"]+)[>"]', re.M)
+start = {"linux/kconfig.h"}
+for f in pkg.rglob("*"):
+    if f.suffix in (".c", ".h", ".py"):
+        start.update(include.findall(f.read_text(errors="replace")))
+if libbcc:
+    strings = subprocess.run(["grep", "-aoE", r"#include <[^>]+>", libbcc], capture_output=True, text=True).stdout
+    start.update(include.findall(strings))
+order = ("arch/x86/include", "arch/x86/include/generated", "include", "arch/x86/include/uapi",
+         "arch/x86/include/generated/uapi", "include/uapi", "include/generated/uapi")
+for arch in sorted(src.glob("linux-headers-*-amd64")):
+    common = Path(str(arch).rsplit("-", 1)[0] + "-common")
+    trees = [t for t in (arch, common) if t.is_dir()]
+    dirs = [t / d for d in order for t in trees]
+    todo = [(None, n) for n in sorted(start)]
+    seen: set[Path] = set()
+    while todo:
+        here, name = todo.pop()
+        # Every match, not only the first: #include_next continues the search past the first.
+        for f in ([here / name] if here else []) + [d / name for d in dirs]:
+            if f.is_file() and f not in seen:
+                seen.add(f)
+                todo += [(f.parent, n) for n in include.findall(f.read_text(errors="replace"))]
+    # .config and the Makefiles (Module.symvers is for building modules).
+    seen.update(f for t in trees for f in t.iterdir() if f.is_file() and f.name != "Module.symvers")
+    for f in seen:
+        tree = next(t for t in trees if f.is_relative_to(t))
+        out = dst / tree.name / f.relative_to(tree)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, out)
+    print(f"install: headers: {len(seen)} files from {arch.name}", file=sys.stderr)
+PY
 }
 
 install_apt

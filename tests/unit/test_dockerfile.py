@@ -213,3 +213,81 @@ def test_stages_share_the_debian_base(stage_index: int) -> None:
     (arg,) = [a for k, a in instructions(DOCKERFILE.read_text()) if k == "ARG" and a.startswith("BASE=")]
     assert arg == "BASE=debian:12-slim"  # the README's "fresh Debian 12 machine"
     assert stages()[stage_index].base == "${BASE}"
+
+
+def dpkg_excludes(text: str) -> set[str]:
+    """The path-exclude/path-include rules a printf in ``text`` writes to dpkg.cfg.d."""
+    rules: set[str] = set()
+    for m in re.finditer(r"printf '(path-(?:ex|in)clude=[^'\\]*)\\n' ?([^>]*)>", text):
+        pattern, words = m.group(1), m.group(2).split()
+        rules.update(pattern.replace("%s", w) for w in words) if "%s" in pattern else rules.add(pattern)
+    return rules
+
+
+def test_runtime_layer_keeps_no_docs_debs_or_apt_lists() -> None:
+    runtime = stages()[-1]
+    run = next(r for r in runtime.args("RUN") if "bash scripts/install.sh" in r)
+    install_at = run.index("bash scripts/install.sh")
+    excludes = dpkg_excludes(run[:install_at])  # written before any package lands
+    assert {f"path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "locale", "info")} <= excludes
+    after = run[install_at:]
+    assert "apt-get clean" in after, "downloaded .debs stay in the layer"
+    assert "/var/lib/apt/lists/*" in after and "/var/cache/apt/*.bin" in after
+    # The local base image carries the same rules, so the base layer is as lean as the runtime's.
+    assert dpkg_excludes((ROOT / "scripts" / "image-install.sh").read_text()) == excludes
+
+
+def test_headers_copy_keeps_what_bcc_includes(tmp_path: Path) -> None:
+    """install.sh's copy_headers on trees laid out like Debian's linux-headers-*-{common,amd64}:
+    what the package's BPF C reaches by #include (through every search directory, #include_next
+    and quoted includes) and the top-level files stay; kbuild, other arches and drivers go."""
+    src, copy = tmp_path / "src", tmp_path / "copy"
+    common, amd64 = "linux-headers-6.1.0-9-common", "linux-headers-6.1.0-9-amd64"
+    files = {
+        # bcc's -include, and what it includes from the arch tree's generated headers
+        f"{common}/include/linux/kconfig.h": "#include <generated/autoconf.h>\n",
+        f"{amd64}/include/generated/autoconf.h": "#define CONFIG_X86 1\n",
+        # socksplice.h includes <uapi/linux/bpf.h>, <linux/types.h>, <linux/socket.h>
+        f"{common}/include/uapi/linux/bpf.h": '#include <linux/types.h>\n#include "bpf_common.h"\n',
+        f"{common}/include/uapi/linux/bpf_common.h": "",
+        f"{common}/include/linux/types.h": "#include <asm/types.h>\n#include <uapi/linux/types.h>\n",
+        f"{common}/include/uapi/linux/types.h": "",
+        f"{common}/arch/x86/include/uapi/asm/types.h": "#include_next <asm/types.h>\n",
+        f"{common}/include/uapi/asm-generic/types.h": "",
+        f"{amd64}/arch/x86/include/generated/uapi/asm/types.h": "#include <asm-generic/types.h>\n",
+        f"{common}/include/linux/socket.h": "#if 0\n#include <linux/uio.h>\n#endif\n",
+        f"{common}/include/linux/uio.h": "",  # inside #if 0: kept all the same (a superset)
+        f"{common}/Makefile": "",
+        f"{amd64}/.config": "CONFIG_X86=y\n",
+        f"{amd64}/Makefile": "",
+    }
+    dropped = {
+        f"{amd64}/Module.symvers": "",
+        f"{common}/include/sound/core.h": "",
+        f"{common}/include/linux/unreached.h": "",
+        f"{common}/scripts/Makefile.build": "",
+        f"{common}/drivers/net/Kconfig": "",
+        f"{common}/arch/arm64/include/asm/types.h": "",
+        f"{amd64}/scripts/basic/fixdep": "",
+    }
+    for rel, text in {**files, **dropped}.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+    function = re.search(r"^copy_headers\(\) \{.*?^\}", INSTALL.read_text(), re.S | re.M)
+    assert function
+    script = (
+        f"log() {{ :; }}\n{function.group(0)}\n"
+        f"HEADERS_SRC={src} HEADERS_COPY={copy} VENV={ROOT / '.venv'}\ncopy_headers\n"
+    )
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True, capture_output=True)
+    left = {str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file()}
+    assert left == set(files)
+    assert (copy / amd64 / ".config").read_text() == "CONFIG_X86=y\n"
+
+
+def test_what_the_image_deletes_from_the_venv_is_not_imported() -> None:
+    build = stages()[0]
+    assert any("site-packages/kubernetes/aio" in run for run in build.args("RUN"))
+    for path in (ROOT / "src").rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"kubernetes\.aio|from kubernetes import [^\n]*\baio\b", text), path
