@@ -22,7 +22,7 @@ from typing import Any
 
 from socksplice.tools.bench.cases import matrix
 from socksplice.tools.bench.files import render_csv, render_json
-from socksplice.tools.bench.machine import describe
+from socksplice.tools.bench.machine import describe, during, snapshot
 from socksplice.tools.bench.measuring import Run
 from socksplice.tools.bench.running import CaseResult, run_matrix
 from socksplice.tools.bench.summary import headline, summarize_all
@@ -51,10 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _meta(args: argparse.Namespace, argv: list[str], repeats: int, started: float) -> dict[str, Any]:
+def _meta(
+    args: argparse.Namespace, argv: list[str], repeats: int, started: float, before: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "command": shlex.join(["socksplice", "bench", *argv]),
         "machine": describe(),
+        "during": during(before, snapshot()),
         "repeats": repeats,
         "quick": bool(args.quick),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -71,11 +74,12 @@ def observation_main(args: argparse.Namespace, argv: list[str]) -> int:
 
     repeats = max(args.repeats or 4, 1)
     started = time.time()
+    before = snapshot()
     samples = measure_observation(repeats, args.quick)
     summary = summarize_observation(samples)
     doc = json.dumps(
         {
-            **_meta(args, argv, repeats, started),
+            **_meta(args, argv, repeats, started, before),
             "observation": summary,
             "samples": [asdict(s) for s in samples],
         },
@@ -111,12 +115,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[list[CaseResult], di
     WORKDIR_BASE.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=WORKDIR_BASE))
     started = time.time()
+    before = snapshot()
     try:
         with demo_env(workdir) as env:
             results = run_matrix(env, cases, repeats, _progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return results, _meta(args, argv, repeats, started)
+    return results, _meta(args, argv, repeats, started, before)
 
 
 def main(argv: list[str] | None = None) -> int:
