@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import asdict
 from typing import Any
 
 
@@ -61,3 +62,26 @@ def render_csv(summaries: list[dict[str, Any]]) -> str:
                 [s["workload"], s["kind"], s["size"], "auto", "verdict", s["auto"]["verdict"], "", "", "", ""]
             )
     return buf.getvalue()
+
+
+def render_raw(case: str, runs: list[Any]) -> str:
+    """Every run of one workload as it was measured, in run order: path, repeat, figures, the
+    latency samples (µs) and what the data path counted, so tails can be recomputed later."""
+    seen: dict[str, int] = {}
+    rows = []
+    for r in runs:
+        repeat = seen.get(r.path, 0)
+        seen[r.path] = repeat + 1
+        rows.append(
+            {
+                "path": r.path,
+                "repeat": repeat,
+                "figures": r.figures,
+                "samples": len(r.samples_us),
+                "samples_us": list(r.samples_us),
+                "bytes_redirected": r.bytes_redirected,
+                "spurious_eagain": r.spurious_eagain,
+                "verdict": asdict(r.verdict) if r.verdict is not None else None,
+            }
+        )
+    return json.dumps({"workload": case, "runs": rows}, ensure_ascii=False)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from socksplice.tools.bench.cases import matrix
-from socksplice.tools.bench.files import render_csv, render_json
+from socksplice.tools.bench.files import render_csv, render_json, render_raw
 from socksplice.tools.bench.machine import describe, during, snapshot
 from socksplice.tools.bench.measuring import Run
 from socksplice.tools.bench.running import CaseResult, run_matrix
@@ -142,13 +142,18 @@ def main(argv: list[str] | None = None) -> int:
         (out / "results.json").write_text(document + "\n")
         (out / "results.csv").write_text(render_csv(summaries))
         (out / "table.txt").write_text(text + "\n")
+        raw = out / "raw"
+        raw.mkdir(exist_ok=True)
+        for r in results:
+            (raw / f"{r.case.name}.json").write_text(render_raw(r.case.name, r.runs) + "\n")
         try:
             written = write_plots(results, summaries, out)
         except ImportError as exc:
             print(f"bench: plots skipped: {exc} (pip install matplotlib)", file=sys.stderr)
             written = []
         print(
-            f"bench: wrote {out}: results.json, results.csv, table.txt, {len(written)} plots", file=sys.stderr
+            f"bench: wrote {out}: results.json, results.csv, table.txt, raw/, {len(written)} plots",
+            file=sys.stderr,
         )
     return 0
 
