@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return observation_main(args, argv)
     results, meta = run(args, argv)
     summaries = summarize_all(results)
-    text = render_text(summaries, {r.case.name: headline(r.case) for r in results})
+    fewest = {r.case.name: min((len(run.samples_us) for run in r.runs), default=0) for r in results}
+    text = render_text(summaries, {r.case.name: headline(r.case) for r in results}, fewest)
     document = render_json(summaries, meta)
     print(document if args.json else text)
     if args.out is not None:

@@ -44,23 +44,49 @@ def _auto_ok(s: dict[str, Any], fig: str) -> str:
 
 REASON_WIDTH = 90
 
+# A percentile is shown as measured only when every run has at least this many samples beyond it.
+MIN_BEYOND = 20
+TAIL_Q = {"p90_us": 0.90, "p99_us": 0.99, "p999_us": 0.999}
 
-def render_text(summaries: list[dict[str, Any]], headlines: dict[str, tuple[str, ...]]) -> str:
+
+def indicative(figure: str, samples_per_run: int) -> bool:
+    """True when a run of ``samples_per_run`` samples holds too few beyond the figure's percentile
+    (fewer than MIN_BEYOND) for it to be more than an indication; max is always indicative."""
+    if samples_per_run <= 0:
+        return False
+    if figure == "max_us":
+        return True
+    q = TAIL_Q.get(figure)
+    return q is not None and samples_per_run * (1 - q) < MIN_BEYOND - 1e-9
+
+
+def render_text(
+    summaries: list[dict[str, Any]],
+    headlines: dict[str, tuple[str, ...]],
+    samples: dict[str, int] | None = None,
+) -> str:
+    """``samples``: per workload, the fewest latency samples of any of its runs (0 or absent: none
+    recorded); tails they do not support are marked ``~`` (indicative)."""
     head = (
         f"{'workload':<16} {'figure':<13} {'plain TCP':>11} {'spliced':>11} {'Auto':>11} {'AF_UNIX':>11}"
         f" {'spl/TCP':>8} {'spl/UNIX':>8} {'auto/TCP':>8}  spliced vs TCP  Auto vs TCP"
     )
     lines = [head, "-" * len(head)]
+    marked = False
     for s in summaries:
         paths = s["paths"]
+        n = (samples or {}).get(s["workload"], 0)
         for fig in headlines[s["workload"]]:
+            label = LABELS[fig]
+            if indicative(fig, n):
+                label, marked = label + " ~", True
             r = s["ratio"].get(RATIO_NAMES[fig])
             ru = s.get("ratio_vs_unix", {}).get(RATIO_NAMES[fig])
             ra = s.get("ratio_auto", {}).get(RATIO_NAMES[fig])
             unix = paths.get("unix", {}).get(fig)
             auto = paths.get("auto", {}).get(fig)
             lines.append(
-                f"{s['workload']:<16} {LABELS[fig]:<13} {_num(paths['plain'].get(fig)):>11}"
+                f"{s['workload']:<16} {label:<13} {_num(paths['plain'].get(fig)):>11}"
                 f" {_num(paths['spliced'].get(fig)):>11} {_num(auto):>11} {_num(unix):>11}"
                 f" {_num(r):>8} {_num(ru):>8} {_num(ra):>8}  {_verdict(fig, r):<14}  {_auto_ok(s, fig)}"
             )
@@ -83,4 +109,9 @@ def render_text(summaries: list[dict[str, Any]], headlines: dict[str, tuple[str,
         "Latency and CPU: lower is better; throughput: higher. "
         "Auto vs TCP: ok = not slower than plain TCP beyond the runs' spread."
     )
+    if marked:
+        lines.append(
+            f"~ indicative: fewer than {MIN_BEYOND} samples per run beyond that percentile "
+            "(take more with a full run or --repeats; raw samples in --out DIR/raw)."
+        )
     return "\n".join(lines)
