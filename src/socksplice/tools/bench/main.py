@@ -1,4 +1,5 @@
-"""``socksplice bench [--quick] [--json] [--out DIR] [--repeats N] [--only NAME ...] [--observation]``.
+"""``socksplice bench [--quick] [--json] [--out DIR] [--repeats N] [--only NAME ...] [--busy]``
+``[--observation]``.
 
 Builds the demo's local cluster, runs the matrix (cases.py) with every path interleaved and
 repeated, prints a table (or JSON with ``--json``) and, with ``--out``, writes results.json,
@@ -16,10 +17,13 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from socksplice.tools.bench.busy import busy_cpus
+from socksplice.tools.bench.busy import describe as busy_describe
 from socksplice.tools.bench.cases import matrix
 from socksplice.tools.bench.files import render_csv, render_json, render_raw
 from socksplice.tools.bench.machine import describe, during, snapshot
@@ -44,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", nargs="+", metavar="NAME", help="run only cases whose name starts with one of these"
     )
     p.add_argument(
+        "--busy",
+        action="store_true",
+        help="run with one spinner per CPU busy 50%% of every 10 ms (other work on the vCPUs)",
+    )
+    p.add_argument(
         "--observation",
         action="store_true",
         help="measure the observation programs' cost on rr-64B (with vs without, and bpf_stats) instead",
@@ -60,6 +69,7 @@ def _meta(
         "during": during(before, snapshot()),
         "repeats": repeats,
         "quick": bool(args.quick),
+        "busy": busy_describe() if getattr(args, "busy", False) else None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
     }
@@ -117,7 +127,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[list[CaseResult], di
     started = time.time()
     before = snapshot()
     try:
-        with demo_env(workdir) as env:
+        with demo_env(workdir) as env, busy_cpus() if args.busy else nullcontext():
             results = run_matrix(env, cases, repeats, _progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
