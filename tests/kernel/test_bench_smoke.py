@@ -109,6 +109,13 @@ def test_bench_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert {r["workload"] for r in rows} == set(by_name)
     assert json.loads((out / "results.json").read_text())["workloads"] == doc["workloads"]
     assert (out / "table.txt").read_text().startswith("workload")
+    assert 0 <= doc["during"]["steal_pct"] <= 100 and len(doc["during"]["loadavg_end"]) == 3
+    assert doc["machine"]["cpu"] and doc["machine"]["kernel"] and doc["busy"] is None
+    for case in matrix(quick=True):
+        raw = json.loads((out / "raw" / f"{case.name}.json").read_text())
+        assert len(raw["runs"]) == len(case.paths) * doc["repeats"]
+        if case.kind in ("echo", "rr", "crr"):
+            assert all(r["samples"] > 0 and len(r["samples_us"]) == r["samples"] for r in raw["runs"])
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "throughput-vs-write-size.png" in pngs
     assert "cdf-echo-16KiB.png" in pngs
