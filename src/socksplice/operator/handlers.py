@@ -66,24 +66,17 @@ DEMOTIONS = Demotions(started=datetime.now(UTC))
 HANDBACKS = Handbacks(started=datetime.now(UTC))
 
 
-def _post_demotions(notices: list[Notice], splices: Mapping[str, Any]) -> None:
-    """A Warning ``EndpointDemoted`` on each notice's SocketSplice (one no longer indexed is skipped)."""
+def _post_notices(notices: list[Notice], splices: Mapping[str, Any], reason: str, warning: bool) -> None:
+    """An Event ``reason`` (Warning or Normal) on each notice's SocketSplice (one no longer indexed
+    is skipped): ``EndpointDemoted`` for demotions, ``HandedBackToTCP`` for policy handbacks."""
     for notice in notices:
         body = find_splice(splices, notice.policy)
         if body is None:
             continue
-        kopf.warn(kopf.Body(cast(Any, plain(body))), reason=DEMOTED_REASON, message=notice.message)
-        log.warning("SocketSplice %s: %s", notice.policy, notice.message)
-
-
-def _post_handbacks(notices: list[Notice], splices: Mapping[str, Any]) -> None:
-    """A Normal ``HandedBackToTCP`` on each notice's SocketSplice (one no longer indexed is skipped)."""
-    for notice in notices:
-        body = find_splice(splices, notice.policy)
-        if body is None:
-            continue
-        kopf.info(kopf.Body(cast(Any, plain(body))), reason=HANDBACK_REASON, message=notice.message)
-        log.info("SocketSplice %s: %s", notice.policy, notice.message)
+        (kopf.warn if warning else kopf.info)(
+            kopf.Body(cast(Any, plain(body))), reason=reason, message=notice.message
+        )
+        (log.warning if warning else log.info)("SocketSplice %s: %s", notice.policy, notice.message)
 
 
 @kopf.on.startup()
@@ -158,8 +151,9 @@ async def splicenode_event(name: str, type: str | None, status: kopf.Status, **k
     NetworkPolicy change handed back to TCP, and the SocketSplices with pods on that node."""
     idx = _indexes(kwargs)
     current = None if type == "DELETED" else plain(status)
-    _post_demotions(DEMOTIONS.update(name, current), idx["socketsplices_by_namespace"])
-    _post_handbacks(HANDBACKS.update(name, current), idx["socketsplices_by_namespace"])
+    splices = idx["socketsplices_by_namespace"]
+    _post_notices(DEMOTIONS.update(name, current), splices, DEMOTED_REASON, warning=True)
+    _post_notices(HANDBACKS.update(name, current), splices, HANDBACK_REASON, warning=False)
     await _refresh(STATUSES.on_node(name), idx)
 
 
