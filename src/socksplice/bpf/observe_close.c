@@ -32,12 +32,14 @@
  * `watch`. */
 RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 {
+	int from = (int)ctx->args[1], to = (int)ctx->args[2];
+	if (to != SS_TCP_FIN_WAIT1 && to != SS_TCP_LAST_ACK && to != SS_TCP_CLOSE)
+		return 0; /* the only changes looked at below: no map look for the others, on any socket */
 	__u64 sk = ctx->args[0];
 	struct ss_watch *w = watch.lookup(&sk);
 	struct ss_evidence_counts *ev = w ? evidence.lookup(&w->ep) : 0;
 	if (!ev)
 		return 0;
-	int from = (int)ctx->args[1], to = (int)ctx->args[2];
 	__u32 shutdown = ss_read(sk, SS_OFF_SK_SHUTDOWN, 1) >> SS_SHUTDOWN_SHIFT & SS_SHUTDOWN_MASK;
 	if (shutdown == 2 /* SEND_SHUTDOWN only: shutdown(SHUT_WR) */ && (w->flags & SS_W_BLOCKING) &&
 	    (to == SS_TCP_FIN_WAIT1 || to == SS_TCP_LAST_ACK)) {

@@ -70,16 +70,36 @@ static __always_inline int ss_is_loopback(const __u32 a[4])
 	return a[2] == 0 && a[3] == bpf_htonl(1);
 }
 
-static __always_inline int ss_insert(struct bpf_sock_ops *skops, struct ss_sock_state *st, __u64 *id)
+/* Enter the SOCKHASH with the socket state sk_msg reads: created here, on the branch that
+ * splices, and nowhere else (no program reads socket storage of a socket outside the SOCKHASH, so
+ * a connection left on TCP, watched or not, never allocates any). The state is complete before
+ * the insertion: from then on sk_msg may run for the socket. NULL on a miss (counted): the socket
+ * stays on TCP. */
+static __always_inline struct ss_sock_state *ss_enter(struct bpf_sock_ops *skops, struct bpf_sock *sk, __u64 *id,
+						      __u32 policy_slot, __u32 ep_slot, __u64 peer, __u64 peer_sk)
 {
-	int rc = sock_hash.sock_hash_update(skops, id, BPF_ANY);
+	struct ss_sock_state *st = sk_state.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		ss_count(policy_slot, SS_C_ERR_STORAGE, 1);
+		return 0;
+	}
+	st->id = *id;
+	st->sk_addr = (__u64)sk; /* a privileged program may keep a kernel address as a number */
+	st->policy_slot = policy_slot;
+	st->endpoint_slot = ep_slot;
+	st->peer = peer; /* the server end knows its peer; the client learns it in sk_msg (peer_of) */
+	st->peer_sk = peer_sk;
+	__u32 zero = 0;
+	__u32 *epoch = policy_epoch.lookup(&zero);
+	st->policy_epoch = epoch ? *epoch : 0;
+	int rc = sock_hash.sock_hash_update(skops, id, BPF_ANY); /* bcc rewrites this call as a statement */
 	if (rc != 0) {
-		ss_count(st->policy_slot, SS_C_ERR_SOCKHASH_UPDATE, 1);
-		return -1;
+		ss_count(policy_slot, SS_C_ERR_SOCKHASH_UPDATE, 1);
+		return 0;
 	}
 	st->flags |= SS_SK_IN_MAP;
-	ss_count(st->policy_slot, SS_C_SOCKETS_ADDED, 1);
-	return 0;
+	ss_count(policy_slot, SS_C_SOCKETS_ADDED, 1);
+	return st;
 }
 
 /* A connection's mode is the lesser of its two ends' (SS_MODE_* are ordered). */
@@ -171,7 +191,10 @@ int ss_sockops(struct bpf_sock_ops *skops)
 	__u32 family = skops->family;
 	if (family != AF_INET && family != AF_INET6)
 		return 1;
-	if ((op == BPF_SOCK_OPS_TIMEOUT_INIT || op == BPF_SOCK_OPS_RWND_INIT) && !skops->is_fullsock) {
+	/* RWND_INIT runs once per SYN (tcp_openreq_init_rwin, from tcp_conn_request) on every path,
+	 * syncookies and fast open included; TIMEOUT_INIT, which follows it on most paths, would only
+	 * write the same hint again. */
+	if (op == BPF_SOCK_OPS_RWND_INIT && !skops->is_fullsock) {
 		ss_note_syn(skops);
 		return 1;
 	}
@@ -189,18 +212,7 @@ int ss_sockops(struct bpf_sock_ops *skops)
 		return 1;
 	}
 	__u32 slot = cfg->policy_slot;
-	struct ss_sock_state *st = sk_state.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!st) {
-		ss_count(slot, SS_C_ERR_STORAGE, 1);
-		return 1;
-	}
-	__u64 id = ss_get_socket_cookie(skops);
-	st->id = id;
-	st->sk_addr = (__u64)sk; /* a privileged program may keep a kernel address as a number */
-	st->policy_slot = slot;
-	__u32 zero = 0;
-	__u32 *epoch = policy_epoch.lookup(&zero);
-	st->policy_epoch = epoch ? *epoch : 0;
+	__u64 sk_addr = (__u64)sk; /* a privileged program may keep a kernel address as a number */
 
 	struct ss_pair_key key = {};
 	ss_addr(skops, passive, key.client_addr);
@@ -238,9 +250,16 @@ int ss_sockops(struct bpf_sock_ops *skops)
 		struct ss_endpoint_key ep = {.server_netns = hint->server_netns, .client_netns = netns, .port = hint->server_port};
 		syn_hints.delete(&hkey);
 		__u32 ep_slot = 0;
-		int splice = mode != SS_MODE_NONE && ss_decide(mode, &ep, &ep_slot) && ss_insert(skops, st, &id) == 0;
+		__u64 id = 0; /* the socket cookie, read only for a socket that enters the SOCKHASH */
+		int splice = 0;
+		if (mode != SS_MODE_NONE && ss_decide(mode, &ep, &ep_slot)) {
+			id = ss_get_socket_cookie(skops);
+			splice = ss_enter(skops, sk, &id, slot, ep_slot, 0, 0) != 0;
+		}
+		/* The server end reads the peer's pod, port and decision from here; the cookie and
+		 * address only when it splices. */
 		struct ss_pair_val me = {.sock_id = id,
-					 .sk_addr = st->sk_addr,
+					 .sk_addr = sk_addr,
 					 .netns = netns,
 					 .local_port = local_port,
 					 .passive = passive,
@@ -249,12 +268,10 @@ int ss_sockops(struct bpf_sock_ops *skops)
 			ss_count(slot, SS_C_ERR_PAIRS_UPDATE, 1); /* if spliced: its sends stay on TCP (unpaired) */
 		if (mode == SS_MODE_NONE)
 			return 1;
-		if (splice) {
-			st->endpoint_slot = ep_slot;
-			ss_watch_sock(skops, st->sk_addr, &ep, ep_slot, SS_W_SPLICED, slot);
-			return 1;
-		}
-		ss_watch_sock(skops, st->sk_addr, &ep, 0, 0, slot);
+		if (splice)
+			ss_watch_sock(skops, sk_addr, &ep, ep_slot, SS_W_SPLICED, slot);
+		else
+			ss_watch_sock(skops, sk_addr, &ep, 0, 0, slot);
 		return 1;
 	}
 
@@ -278,32 +295,29 @@ int ss_sockops(struct bpf_sock_ops *skops)
 	}
 	/* The second end is the server (the client always arrives first: see above). */
 	struct ss_endpoint_key ep = {.server_netns = netns, .client_netns = peer_netns, .port = server_port};
-	__u32 ep_slot = 0;
-	if (passive)
-		ss_decide(mode, &ep, &ep_slot); /* the slot only: the first end's decision stands */
 	/* Splice only when the first end entered the SOCKHASH (its decision stands: a verdict written
 	 * between the two ends' callbacks changes nothing for this connection). */
 	if (!passive || !first_spliced || (mode != SS_MODE_SPLICE && mode != SS_MODE_AUTO)) {
 		ss_count(slot, mode == SS_MODE_DRYRUN ? SS_C_PAIRS_DRYRUN : SS_C_PAIRS_AUDIT, 1);
 		if (passive) {
-			ss_watch_sock(skops, st->sk_addr, &ep, 0, SS_W_SERVER, slot);
+			ss_watch_sock(skops, sk_addr, &ep, 0, SS_W_SERVER, slot);
 			ss_count_connection(&ep, 0, slot);
 		}
 		return 1;
 	}
-	if (ss_insert(skops, st, &id) != 0) {
-		ss_watch_sock(skops, st->sk_addr, &ep, 0, SS_W_SERVER, slot);
+	__u32 ep_slot = 0;
+	ss_decide(mode, &ep, &ep_slot); /* the slot only: the first end's decision stands */
+	__u64 id = ss_get_socket_cookie(skops);
+	if (!ss_enter(skops, sk, &id, slot, ep_slot, peer_id, peer_sk)) {
+		ss_watch_sock(skops, sk_addr, &ep, 0, SS_W_SERVER, slot);
 		ss_count_connection(&ep, 0, slot);
 		return 1;
 	}
-	st->peer = peer_id;
-	st->peer_sk = peer_sk;
-	st->endpoint_slot = ep_slot;
 	/* Only now may the first end redirect to us: we are in the SOCKHASH. */
-	struct ss_peer me = {.sock_id = id, .sk_addr = st->sk_addr};
+	struct ss_peer me = {.sock_id = id, .sk_addr = sk_addr};
 	peer_of.update(&peer_id, &me);
 	ss_count(slot, SS_C_PAIRS_SPLICED, 1);
-	ss_watch_sock(skops, st->sk_addr, &ep, ep_slot, SS_W_SPLICED | SS_W_SERVER, slot);
+	ss_watch_sock(skops, sk_addr, &ep, ep_slot, SS_W_SPLICED | SS_W_SERVER, slot);
 	ss_count_connection(&ep, 1, slot);
 	return 1;
 }

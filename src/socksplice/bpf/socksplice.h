@@ -67,8 +67,8 @@ struct ss_pair_val {
 	__u32 pad;
 };
 
-/* A selected pod's listener saw this client's SYN (written at the request socket's
- * TIMEOUT_INIT/RWND_INIT callback). The client end enters the SOCKHASH only when its SYN was seen
+/* A selected pod's listener saw this client's SYN (written at the request socket's RWND_INIT
+ * callback). The client end enters the SOCKHASH only when its SYN was seen
  * by a local, selected listener: a socket that never gets a local peer never runs under tcp_bpf
  * (whose recvmsg has the blocking-EAGAIN hazard, docs/hazards.md). */
 struct ss_hint_key {
