@@ -37,6 +37,10 @@ PASSTHROUGH: dict[str, tuple[str, str]] = {
         "socksplice.nodeagent.draining",
         "uninstall from this node: detach, wait for spliced sockets, unpin",
     ),
+    "footprint": (
+        "socksplice.tools.footprint",
+        "what the node agent costs: start to first attach, resident memory, idle CPU",
+    ),
     "kernel-matrix": (
         "socksplice.tools.matrix.main",
         "run socksplice's checks on Debian 6.1/6.12 kernels under qemu and on this one",
@@ -44,7 +48,9 @@ PASSTHROUGH: dict[str, tuple[str, str]] = {
 }
 LOUD = ("agent", "operator")  # long-running roles log at INFO
 # Commands that load BPF, create network namespaces or cgroups: they need root (docs/install.md).
-NEEDS_ROOT = frozenset({"demo", "agent", "bench", "conformance", "doctor", "local", "agent-drain"})
+NEEDS_ROOT = frozenset(
+    {"demo", "agent", "bench", "conformance", "doctor", "local", "agent-drain", "footprint"}
+)
 ROOT_HINT = (
     "needs root with CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SYS_PTRACE and CAP_SYSLOG "
     "(docs/install.md, capabilities)"

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from socksplice.bpf.loader import PINNED_MAPS
+from socksplice.bpf.programs import PINNED_MAPS
 from socksplice.errors import KernelError
 from socksplice.kernel import bpfsys
 from socksplice.nodeagent.draining import DrainSettings, drain

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from socksplice.bpf.loader import PINNED_MAPS, Datapath, DatapathSettings
+from socksplice.bpf.loader import Datapath, DatapathSettings
+from socksplice.bpf.programs import PINNED_MAPS
 from socksplice.kernel import bpfsys
 from socksplice.local.topology import LocalTopology
 from socksplice.nodeagent.agent import Agent

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from socksplice.bpf import layout
-from socksplice.bpf.loader import SOURCE_DIR
+from socksplice.bpf.programs import SOURCE_DIR
 
 HEADER = SOURCE_DIR / "socksplice.h"
 RECORDED = Path(__file__).parent / "fixtures" / "bpf_abi"

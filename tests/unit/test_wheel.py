@@ -65,7 +65,7 @@ def test_commands_read_package_data_from_the_installed_wheel(installed: tuple[Pa
     _wheel, venv = installed
     code = (
         "import socksplice, yaml\n"
-        "from socksplice.bpf.loader import program_source\n"
+        "from socksplice.bpf.programs import program_source\n"
         "from socksplice.tools.demo.running import SAMPLE\n"
         "print(socksplice.__file__)\n"
         "assert 'ss_sk_msg' in program_source()\n"

@@ -55,12 +55,6 @@ BPF_MAP_TYPE_SK_STORAGE = 24
 BPF_PROG_TYPE_SOCK_OPS = 13
 
 
-def map_create(map_type: int, key_size: int, value_size: int, max_entries: int) -> int:
-    """BPF_MAP_CREATE without BTF; returns the map fd (the caller closes it)."""
-    attr = bpfsys.pack_attr("=IIII", map_type, key_size, value_size, max_entries)
-    return bpfsys.call(bpfsys.BPF_MAP_CREATE, attr, f"BPF_MAP_CREATE type {map_type}")
-
-
 # r0 = 1; exit  (a sockops program that does nothing)
 _RETURN_ONE = struct.pack("=BBhi", 0xB7, 0, 0, 1) + struct.pack("=BBhi", 0x95, 0, 0, 0)
 
@@ -133,7 +127,7 @@ def privileges(status: Path = Path("/proc/self/status")) -> ProbeResult:
 def bpf_syscall() -> ProbeResult:
     def run() -> ProbeResult:
         try:
-            fd = map_create(BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+            fd = bpfsys.map_create(BPF_MAP_TYPE_ARRAY, 4, 4, 1)
         except KernelError as exc:
             return ProbeResult(False, f"bpf(2) unusable: {exc}")
         os.close(fd)
@@ -145,7 +139,7 @@ def bpf_syscall() -> ProbeResult:
 def map_type(map_type_id: int, label: str, key_size: int, value_size: int) -> ProbeResult:
     def run() -> ProbeResult:
         try:
-            fd = map_create(map_type_id, key_size, value_size, 4)
+            fd = bpfsys.map_create(map_type_id, key_size, value_size, 4)
         except KernelError as exc:
             return ProbeResult(False, f"{label} (type {map_type_id}) cannot be created: {exc}")
         os.close(fd)
@@ -624,7 +618,7 @@ def observation() -> ProbeResult:
     """Whether Auto mode's observation programs can run here: tracefs, tracepoints, BTF fields."""
 
     def run() -> ProbeResult:
-        from socksplice.bpf.loader import TRACEPOINTS, kernel_has_symbol, observation_support
+        from socksplice.bpf.programs import TRACEPOINTS, kernel_has_symbol, observation_support
 
         _, reason = observation_support()
         if reason:
