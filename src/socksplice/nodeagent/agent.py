@@ -5,6 +5,17 @@ which pods exist, where they live in the kernel, and which SocketSplices apply, 
 ``StatusSink`` that publishes the node's status (a file locally, a SpliceNode in a cluster).
 A normal shutdown keeps programs and pins: a restarted agent adopts them, and traffic is never
 disturbed. Removing socksplice from a node is an explicit drain.
+
+What each loop turn does, and how often (``AgentSettings``): a turn comes every ``poll_interval``
+(0.5 s), and at once when the source's ``Wake`` reports a change (local mode: inotify on the
+directory). The source is asked every turn (cached in both modes: a local directory is re-read only
+after inotify saw it change, the cluster's watches keep theirs in memory); a changed snapshot
+reconciles at once, an unchanged one every ``resync_interval``. Auto reads the evidence every turn
+(one entry per endpoint) and decides only when it changed, an endpoint is still in Audit (its window
+completes with time alone), pods or plans changed, or ``heartbeat_interval`` passed: otherwise the
+decision would come out the same, and the full turn reads every demotion flag. The status is
+published at once after a change, every ``status_interval`` while sockets or evidence move, and
+every ``heartbeat_interval`` otherwise (the heartbeat; reading the counters is the dearest part).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from socksplice.api.drain import DrainReport, DrainRequest, DrainStatus
 from socksplice.api.nodestatus import NodeStatus, PolicyStatus
 from socksplice.api.planning import PodPlan, plan
 from socksplice.bpf.layout import ENDPOINT_SLOTS
+from socksplice.bpf.loader import EndpointTuple
 from socksplice.errors import SockspliceError
 from socksplice.nodeagent.deciding import Deciding, DecidingPort
 from socksplice.nodeagent.draining import Drain, DrainPort, DrainSettings
@@ -43,6 +55,12 @@ log = logging.getLogger(__name__)
 
 class StatusSink(Protocol):
     def publish(self, status: NodeStatus) -> None: ...
+
+
+class Wake(Protocol):
+    """What ends the loop's sleep early: a change of the source (``kernel.inotify.DirectoryWatch``)."""
+
+    def wait(self, timeout: float) -> bool: ...
 
 
 class DrainInbox(Protocol):
@@ -84,6 +102,9 @@ class Planned:
     plans: Mapping[str, PodPlan]
 
 
+Evidence = Mapping[EndpointTuple, Mapping[str, int]]
+Activity = tuple[int, Evidence | None]
+
 DRAINING = "draining on request: not attaching"
 DRAINED = "drained on request: not attaching (restart the agent to resume)"
 
@@ -101,6 +122,7 @@ class Agent:
         sink: StatusSink | None = None,
         drains: DrainInbox | None = None,
         policy_watch: PolicyWatch | None = None,
+        wake: Wake | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -108,6 +130,7 @@ class Agent:
         self.sink = sink
         self.drains = drains
         self.policy_watch = policy_watch
+        self.wake = wake
         self.handbacks: dict[str, tuple[datetime, str]] = {}
         self._policy_error = ""
         """Per SocketSplice: when a NetworkPolicy change last handed its connections back, and why."""
@@ -134,6 +157,10 @@ class Agent:
         self._last_fingerprint: int | None = None
         self._last_reconcile = 0.0
         self._last_publish = 0.0
+        self._last_look = 0.0
+        self._published_activity: Activity | None = None
+        self._evidence: Evidence | None = None
+        self._last_decide = 0.0
         self._heartbeat = time.monotonic()
         self._ready = False
         self.http_port: int | None = None
@@ -171,9 +198,7 @@ class Agent:
         due = time.monotonic() - self._last_reconcile >= self.settings.resync_interval
         if not force and fp == self._last_fingerprint and not due:
             news = self._follow_policies(snapshot) | self._decide()
-            if self.sink is not None and (
-                news or time.monotonic() - self._last_publish >= self.settings.status_interval
-            ):
+            if news or self._publish_due():
                 self._publish()
             return None
         if self._last_fingerprint != fp:
@@ -191,7 +216,7 @@ class Agent:
         self._last_fingerprint, self._last_reconcile = fp, time.monotonic()
         self._ready = not report.errors
         self._follow_policies(snapshot)
-        self._decide()
+        self._decide(force=True)
         self._publish()
         return report
 
@@ -219,13 +244,30 @@ class Agent:
                 self.handbacks[policy] = (when, reason)
         return True
 
-    def _decide(self) -> bool:
-        """Auto's turn (``deciding``); True when an endpoint was promoted or demoted."""
+    def _decide(self, force: bool = False) -> bool:
+        """Auto's turn (``deciding``); True when an endpoint was promoted or demoted. Skipped when
+        its outcome cannot differ from the last one's (same evidence, no endpoint in Audit, same
+        pods and plans: ``force`` after a reconcile), but for one turn every ``heartbeat_interval``
+        that rewrites the verdicts and flags (repairs drift)."""
+        try:
+            evidence = self.datapath.evidence()  # one entry per endpoint: cheap, unlike the flags
+        except SockspliceError as exc:
+            log.error("agent: verdicts not updated: %s", exc)
+            return False
+        idle = (
+            evidence == self._evidence
+            and not any(e.verdict == "Audit" for e in self.deciding.endpoints)
+            and time.monotonic() - self._last_decide < self.settings.heartbeat_interval
+        )
+        if idle and not force:
+            return False
+        self._evidence, self._last_decide = evidence, time.monotonic()
         plans = self.planned.plans if self.planned else {}
         pods = {a.cookie: key for key, a in self.reconciler.applied.items()}
         try:
             changes = self.deciding.step(pods, plans, time.time())
         except SockspliceError as exc:
+            self._evidence = None  # decide again next turn
             log.error("agent: verdicts not updated: %s", exc)
             return False
         return any(c.new is not None and (c.old is None or c.new.verdict != c.old.verdict) for c in changes)
@@ -269,10 +311,26 @@ class Agent:
         if self.drains is not None:
             self.drains.report(status)
 
+    def _activity(self) -> Activity:
+        """A cheap sign that the counters may have moved: the spliced sockets and Auto's evidence."""
+        return self.datapath.spliced_sockets(), self._evidence
+
+    def _publish_due(self) -> bool:
+        """Whether an unchanged node publishes now: when its sockets or evidence moved (looked at
+        every ``status_interval``), or for the heartbeat every ``heartbeat_interval``."""
+        now = time.monotonic()
+        if self.sink is None or now - self._last_look < self.settings.status_interval:
+            return False
+        if now - self._last_publish >= self.settings.heartbeat_interval:
+            return True
+        self._last_look = now
+        return self._activity() != self._published_activity
+
     def _publish(self) -> None:
         if self.sink is None:
             return
-        self._last_publish = time.monotonic()
+        self._last_publish = self._last_look = time.monotonic()
+        self._published_activity = self._activity()
         try:
             self.sink.publish(self.status())
         except (OSError, SockspliceError) as exc:
@@ -343,11 +401,17 @@ class Agent:
         log.info("agent: serving /metrics, /healthz, /readyz on port %d", self.http_port)
 
     def run(self, stop: threading.Event) -> None:
-        """Loop until ``stop`` is set. Programs and pins stay when it returns."""
+        """Loop until ``stop`` is set (seen within one ``poll_interval``; a signal handler that also
+        interrupts the ``wake`` ends it at once). Programs and pins stay when it returns."""
         self.start_http()
         self.step(force=True)
-        while not stop.wait(self.settings.poll_interval):
-            self.step()
+        while not stop.is_set():
+            if self.wake is None:
+                stop.wait(self.settings.poll_interval)
+            else:
+                self.wake.wait(self.settings.poll_interval)
+            if not stop.is_set():
+                self.step()
         if self.drain_report is not None:
             log.info("agent: stopped after a drain: programs detached, pins removed (%s)", self.last_error)
         else:

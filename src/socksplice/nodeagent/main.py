@@ -1,8 +1,8 @@
 """``socksplice agent``: run the node agent.
 
-With ``--local DIR`` it serves a local topology (files); without it, the cluster: pods of this
-node and SocketSplices from the API server, status to this node's SpliceNode (needs
-``NODE_NAME`` or ``--node-name``, and the host's PID namespace and cgroup2 hierarchy).
+With ``--local DIR`` it serves a local topology (files, followed with inotify); without it, the
+cluster: pods of this node and SocketSplices from the API server, status to this node's SpliceNode
+(needs ``NODE_NAME`` or ``--node-name``, and the host's PID namespace and cgroup2 hierarchy).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 
 from socksplice.bpf.loader import Datapath, DatapathSettings
 from socksplice.errors import KernelUnsupported, PermanentError, SockspliceError
+from socksplice.kernel.inotify import DirectoryWatch
 from socksplice.nodeagent.agent import Agent, StatusSink
-from socksplice.nodeagent.localsource import LocalSource, StatusFile
+from socksplice.nodeagent.localsource import LocalSource, StatusFile, watch_local
 from socksplice.nodeagent.policywatch import LocalPolicies, PolicySource, PolicyWatch
 from socksplice.nodeagent.settings import AgentSettings
 from socksplice.nodeagent.snapshots import Source
@@ -90,8 +91,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="port for /metrics, /healthz, /readyz; -1 disables (default: %(default)s)",
     )
     p.add_argument("--metrics-host", default=AgentSettings.metrics_host)
-    p.add_argument("--poll-interval", type=float, default=AgentSettings.poll_interval, help="seconds")
-    p.add_argument("--status-interval", type=float, default=AgentSettings.status_interval, help="seconds")
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=AgentSettings.poll_interval,
+        help="seconds between loop turns (Auto's evidence; cluster mode's source); local mode's "
+        "file changes are acted on at once (default: %(default)s)",
+    )
+    p.add_argument(
+        "--status-interval",
+        type=float,
+        default=AgentSettings.status_interval,
+        help="seconds between status publications while sockets or evidence move (default: %(default)s)",
+    )
+    p.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=AgentSettings.heartbeat_interval,
+        help="seconds between status publications when nothing but the heartbeat changed "
+        "(default: %(default)s)",
+    )
 
 
 def node_name_of(args: argparse.Namespace) -> str:
@@ -120,6 +139,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         metrics_port=args.metrics_port,
         poll_interval=args.poll_interval,
         status_interval=args.status_interval,
+        heartbeat_interval=args.heartbeat_interval,
     )
 
 
@@ -134,10 +154,14 @@ def preflight() -> None:
         raise KernelUnsupported(f"cannot accelerate on this node: {lines}")
 
 
-def front_door(args: argparse.Namespace, settings: AgentSettings) -> tuple[Source, StatusSink, str]:
-    """The source and sink of the mode: files in ``--local DIR``, or the API server."""
+def front_door(
+    args: argparse.Namespace, settings: AgentSettings, watch: DirectoryWatch | None
+) -> tuple[Source, StatusSink, str]:
+    """The source and sink of the mode: files in ``--local DIR`` (followed by ``watch``), or the
+    API server."""
     if args.local is not None:
-        return LocalSource(args.local, settings.node_name), StatusFile(args.local), str(args.local)
+        local = LocalSource(args.local, settings.node_name, watch)
+        return local, StatusFile(args.local), str(args.local)
     from socksplice.nodeagent.cluster.main import cluster_front_door
 
     source, sink = cluster_front_door(settings.node_name, args.cgroup_root, args.proc)
@@ -145,12 +169,32 @@ def front_door(args: argparse.Namespace, settings: AgentSettings) -> tuple[Sourc
 
 
 def run(args: argparse.Namespace) -> int:
+    watch: DirectoryWatch | None = None
     try:
         settings = settings_from(args)
-        source, sink, where = front_door(args, settings)
+        if args.local is not None:
+            watch = watch_local(args.local, settings.poll_interval)
+        source, sink, where = front_door(args, settings, watch)
     except SockspliceError as exc:
         log.error("agent: %s", exc)
+        if watch is not None:
+            watch.close()
         return 1
+    try:
+        return _run(args, settings, source, sink, where, watch)
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+def _run(
+    args: argparse.Namespace,
+    settings: AgentSettings,
+    source: Source,
+    sink: StatusSink,
+    where: str,
+    watch: DirectoryWatch | None,
+) -> int:
     try:
         preflight()
         datapath = Datapath.load(settings.datapath)
@@ -162,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     policies: PolicySource
     if args.local is not None:
-        policies = LocalPolicies(args.local)
+        policies = LocalPolicies(args.local, watch)
     else:
         from socksplice.nodeagent.cluster.main import cluster_policies
 
@@ -173,14 +217,21 @@ def run(args: argparse.Namespace) -> int:
         datapath,
         sink,
         policy_watch=PolicyWatch(policies, datapath, settings.state_dir / "policy_views.json"),
+        wake=watch,
     )
     if args.local is None:
         from socksplice.nodeagent.cluster.main import bind_agent
 
         bind_agent(source, agent)  # drain requests (socksplice drain) drain with this agent
     stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        if watch is not None:
+            watch.interrupt()  # the loop is asleep on the watch: end its sleep now
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     log.info("agent: node %s: watching %s", settings.node_name, where)
     try:
         agent.run(stop)

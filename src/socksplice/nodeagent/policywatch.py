@@ -52,16 +52,27 @@ class EpochPort(Protocol):
     def bump_policy_epoch(self) -> int: ...
 
 
+class ChangeWatch(Protocol):
+    def changed(self, directory: Path) -> bool: ...
+
+
 class LocalPolicies:
     """Local mode: NetworkPolicies from ``<dir>/networkpolicies/``; namespaces carry only their
-    ``kubernetes.io/metadata.name`` label (there are no Namespace objects locally)."""
+    ``kubernetes.io/metadata.name`` label (there are no Namespace objects locally). The directory
+    is parsed again only when ``watch`` (``localsource.watch_local``, inotify) saw it change;
+    without a watch, on every call."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, watch: ChangeWatch | None = None) -> None:
         self.directory = directory / netpolicies.NETWORK_POLICIES_DIR
+        self.watch = watch
+        self._snapshot: PolicySnapshot | None = None
 
     def policies(self) -> PolicySnapshot:
-        policies, errors = netpolicies.load_dir(self.directory)
-        return PolicySnapshot(tuple(policies), {}, tuple(errors))
+        changed = self.watch is None or self.watch.changed(self.directory)
+        if changed or self._snapshot is None:
+            policies, errors = netpolicies.load_dir(self.directory)
+            self._snapshot = PolicySnapshot(tuple(policies), {}, tuple(errors))
+        return self._snapshot
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,14 @@ class AgentSettings:
     metrics_port: int = 9750
     """Port for /metrics, /healthz, /readyz; 0 picks a free port, -1 disables the server."""
     poll_interval: float = 0.5
-    """Seconds between polls of the local source for changes."""
+    """Seconds between loop turns: Auto reads its evidence at each (a new endpoint's window starts
+    when it is first seen), cluster mode asks its source. Local mode's file changes wake the loop
+    at once (inotify); without inotify, the files are read again at each turn."""
     resync_interval: float = 30.0
     """Seconds between full reconciles when nothing changed (repairs drift)."""
     status_interval: float = 5.0
-    """Seconds between status publications when nothing changed (socket counts move anyway)."""
+    """Seconds between looks at whether the spliced sockets or Auto's evidence moved; the status
+    is published when they did (and at once after any change of pods, plans or verdicts)."""
+    heartbeat_interval: float = 30.0
+    """Seconds between status publications when nothing but the heartbeat changed, and between
+    Auto turns that rewrite unchanged verdicts (well below the operator's 120 s staleness)."""
