@@ -84,30 +84,50 @@ class Btf:
         if magic != _MAGIC:
             raise KernelUnsupported(f"{source}: not BTF (magic {magic:#x}; big-endian BTF is not read)")
         type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", blob, 8)
-        strings = blob[hdr_len + str_off : hdr_len + str_off + str_len]
-        self._types: list[_Type | None] = [None]  # type id 0 is void
+        self._blob = blob
+        self._strings = blob[hdr_len + str_off : hdr_len + str_off + str_len]
+        # One pass records where each type's record starts and names the structs and unions;
+        # a type's members are decoded only when a lookup reaches it.
+        self._offsets: list[int] = [-1]  # type id 0 is void
+        self._parsed: dict[int, _Type] = {}
         self._by_name: dict[str, int] = {}
+        record = struct.Struct("<III")
+        strings = self._strings
         pos, end = hdr_len + type_off, hdr_len + type_off + type_len
         while pos < end:
+            name_off, info, _ = record.unpack_from(blob, pos)
+            kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+            if kind in (_KIND_STRUCT, _KIND_UNION) and name_off:
+                name = _string(strings, name_off)
+                if name not in self._by_name:
+                    self._by_name[name] = len(self._offsets)
+            self._offsets.append(pos)
+            pos += 12 + _extra_bytes(kind, vlen)
+
+    def _type(self, type_id: int) -> _Type | None:
+        if not 0 < type_id < len(self._offsets):
+            return None
+        t = self._parsed.get(type_id)
+        if t is None:
+            blob, pos = self._blob, self._offsets[type_id]
             name_off, info, size_or_type = struct.unpack_from("<III", blob, pos)
             kind, vlen, kind_flag = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
             members: tuple[tuple[str, int, int], ...] = ()
             if kind in (_KIND_STRUCT, _KIND_UNION):
                 members = tuple(
-                    (_string(strings, m_name), m_type, m_off)
+                    (_string(self._strings, m_name), m_type, m_off)
                     for m_name, m_type, m_off in struct.iter_unpack(
                         "<III", blob[pos + 12 : pos + 12 + 12 * vlen]
                     )
                 )
-            name = _string(strings, name_off)
-            if kind in (_KIND_STRUCT, _KIND_UNION) and name and name not in self._by_name:
-                self._by_name[name] = len(self._types)
-            self._types.append(_Type(kind, name, size_or_type, kind_flag, members))
-            pos += 12 + _extra_bytes(kind, vlen)
+            t = self._parsed[type_id] = _Type(
+                kind, _string(self._strings, name_off), size_or_type, kind_flag, members
+            )
+        return t
 
     @classmethod
     def running(cls, path: Path = VMLINUX) -> Btf:
-        """The running kernel's BTF, parsed once per process and path (about half a second here):
+        """The running kernel's BTF, parsed once per process and path (about 0.2 s here):
         the running kernel does not change under a process."""
         cached = _RUNNING.get(path)
         if cached is not None:
@@ -122,9 +142,9 @@ class Btf:
             ) from exc
 
     def _resolve(self, type_id: int) -> _Type | None:
-        t = self._types[type_id] if type_id < len(self._types) else None
+        t = self._type(type_id)
         while t is not None and t.kind in _MODIFIERS:
-            t = self._types[t.size_or_type]
+            t = self._type(t.size_or_type)
         return t
 
     def _size(self, type_id: int) -> int:
