@@ -15,6 +15,9 @@
  * application. Each receive is preceded by poll(POLLIN), and a send that returns EAGAIN waits in
  * poll(POLLOUT); the kernel passes MSG_DONTWAIT for such sockets, so no receive ever sleeps in the
  * socket. An EAGAIN from a receive that poll() reported readable counts in "spurious_eagain".
+ *
+ * --unix-path P (server and clients): an AF_UNIX SOCK_STREAM socket bound to the path P instead
+ * of TCP, so the AF_UNIX reference can run as two processes, like the TCP paths.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,7 +42,9 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +64,8 @@
 static atomic_uint_fast64_t g_eagain; /* EAGAIN seen on blocking sockets (or after poll said readable) */
 static bool g_nonblock;               /* --nonblock: O_NONBLOCK sockets, poll() before each receive */
 static void raise_nofile(void);
+struct opts;
+static const char *transport(const struct opts *o);
 
 /* ------------------------------------------------------------------------------------------ */
 /* errors and small utilities                                                                 */
@@ -284,7 +291,7 @@ static int connect_ai(const struct addrinfo *ai, bool nodelay)
 	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0)
 		return -1;
-	if (nodelay)
+	if (nodelay && ai->ai_family != AF_UNIX) /* TCP_NODELAY is a TCP option */
 		set_nodelay(fd);
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
 		if (errno != EINTR) {
@@ -334,7 +341,7 @@ static int connect_to(const char *host, const char *port, bool nodelay, const st
 /* options                                                                                    */
 
 struct opts {
-	const char *host, *port, *bind, *mode, *close_by;
+	const char *host, *port, *bind, *mode, *close_by, *unix_path;
 	int v6only;
 	uint64_t size, count, warmup, req, resp, write_size, bytes, seed;
 	double seconds;
@@ -347,6 +354,7 @@ struct opts {
 enum {
 	O_HOST = 1000, O_PORT, O_BIND, O_MODE, O_V6ONLY, O_SIZE, O_COUNT, O_WARMUP, O_REQ, O_RESP,
 	O_WRITE, O_SECONDS, O_BYTES, O_SEED, O_SAMPLES, O_CLOSE, O_HELP, O_UNIX, O_CONNECTIONS, OPT_NONBLOCK,
+	O_UNIX_PATH,
 };
 
 static const struct option long_opts[] = {
@@ -361,20 +369,24 @@ static const struct option long_opts[] = {
 	{"help", no_argument, NULL, O_HELP},             {"unix", no_argument, NULL, O_UNIX},
 	{"connections", required_argument, NULL, O_CONNECTIONS},
 	{"nonblock", no_argument, NULL, OPT_NONBLOCK},
+	{"unix-path", required_argument, NULL, O_UNIX_PATH},
 	{NULL, 0, NULL, 0},
 };
 
 static const char usage_text[] =
 	"usage:\n"
-	"  sslg server --port P [--bind ADDR] [--mode echo|sink|rr|check] [--v6only 0|1] [--nonblock]\n"
-	"  sslg echo   (--host H --port P | --unix) --size BYTES --count N [--warmup W] [--samples] [--nonblock]\n"
-	"  sslg rr     (--host H --port P | --unix) --req BYTES --resp BYTES --count N [--warmup W] [--samples]\n"
+	"  sslg server (--port P [--bind ADDR] [--v6only 0|1] | --unix-path P) [--mode echo|sink|rr|check]\n"
 	"              [--nonblock]\n"
-	"  sslg stream (--host H --port P | --unix) --write BYTES --seconds S [--nonblock]\n"
-	"  sslg crr    --host H --port P --seconds S [--size B] [--close client|server] [--samples]\n"
-	"  sslg conc   --host H --port P --connections N --seconds S [--size B] [--samples]\n"
-	"  sslg check  --host H --port P --bytes N [--seed S] [--nonblock]\n"
+	"  sslg echo   (--host H --port P | --unix | --unix-path P) --size BYTES --count N [--warmup W] [--samples]\n"
+	"              [--nonblock]\n"
+	"  sslg rr     (--host H --port P | --unix | --unix-path P) --req BYTES --resp BYTES --count N [--warmup W]\n"
+	"              [--samples] [--nonblock]\n"
+	"  sslg stream (--host H --port P | --unix | --unix-path P) --write BYTES --seconds S [--nonblock]\n"
+	"  sslg crr    (--host H --port P | --unix-path P) --seconds S [--size B] [--close client|server] [--samples]\n"
+	"  sslg conc   (--host H --port P | --unix-path P) --connections N --seconds S [--size B] [--samples]\n"
+	"  sslg check  (--host H --port P | --unix-path P) --bytes N [--seed S] [--nonblock]\n"
 	"sizes accept K, M, G suffixes (binary). --port 0 lets the server pick a free port.\n"
+	"--unix-path P: an AF_UNIX stream socket at the path P instead of TCP (the server creates it).\n"
 	"--nonblock (server, echo, rr, stream, check): O_NONBLOCK sockets, poll() before each receive.\n";
 
 static void usage(int code) __attribute__((noreturn));
@@ -415,6 +427,12 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case O_SEED: o->seed = parse_size("seed", optarg); break;
 		case O_SAMPLES: o->samples = true; break;
 		case O_UNIX: o->unix_pair = true; break;
+		case O_UNIX_PATH:
+			if (!*optarg || strlen(optarg) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+				die("--unix-path: expected a path of 1 .. %zu bytes",
+				    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+			o->unix_path = optarg;
+			break;
 		case OPT_NONBLOCK: o->nonblock = true; break;
 		case O_CONNECTIONS:
 			o->connections = parse_size("connections", optarg);
@@ -431,6 +449,8 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc)
 		die("unexpected argument '%s'", argv[optind]);
+	if (o->unix_path && (o->unix_pair || o->host || o->port || o->bind))
+		die("--unix-path replaces --host, --port, --bind and --unix");
 	if (o->port) {
 		uint64_t p = parse_size("port", o->port);
 		if (p > 65535)
@@ -625,20 +645,9 @@ static void *conn_thread(void *arg)
 	return NULL;
 }
 
-static int cmd_server(const struct opts *o)
+/* The TCP listener of `sslg server --port`; *port gets the port it is bound to. */
+static int listen_tcp(const struct opts *o, int *port)
 {
-	need(o->port != NULL, "server", "port");
-	raise_nofile();
-	enum srv_mode mode;
-	if (!strcmp(o->mode, "echo") || !strcmp(o->mode, "check"))
-		mode = M_ECHO;
-	else if (!strcmp(o->mode, "sink"))
-		mode = M_SINK;
-	else if (!strcmp(o->mode, "rr"))
-		mode = M_RR;
-	else
-		die("server: --mode must be echo, sink, rr or check, got '%s'", o->mode);
-
 	const char *bind_addr = o->bind ? o->bind : "::";
 	struct addrinfo hints, *res = NULL;
 	memset(&hints, 0, sizeof(hints));
@@ -670,8 +679,67 @@ static int cmd_server(const struct opts *o)
 	socklen_t sl = sizeof(ss);
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
 		die("server: getsockname: %s", strerror(errno));
-	int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						  : ((struct sockaddr_in *)&ss)->sin_port);
+	*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					       : ((struct sockaddr_in *)&ss)->sin_port);
+	return lfd;
+}
+
+static struct sockaddr_un unix_addr(const char *path)
+{
+	struct sockaddr_un sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, strlen(path)); /* parse_opts checked that it fits with its NUL */
+	return sa;
+}
+
+/* The AF_UNIX listener of `sslg server --unix-path`. A stale socket left at the path by an
+ * earlier server (nobody accepts on it) is removed first; a live one, or anything that is not a
+ * socket, is an error and is left alone. */
+static int listen_unix(const char *path)
+{
+	struct stat st;
+	struct sockaddr_un sa = unix_addr(path);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			die("server: --unix-path %s exists and is not a socket", path);
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe < 0)
+			die("server: socket(AF_UNIX): %s", strerror(errno));
+		bool live = connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(probe);
+		if (live)
+			die("server: another server is listening on %s", path);
+		if (unlink(path) < 0)
+			die("server: removing the stale socket %s: %s", path, strerror(errno));
+	}
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		die("server: socket(AF_UNIX): %s", strerror(errno));
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("server: bind %s: %s", path, strerror(errno));
+	if (listen(lfd, 4096) < 0)
+		die("server: listen: %s", strerror(errno));
+	return lfd;
+}
+
+static int cmd_server(const struct opts *o)
+{
+	if (!o->unix_path)
+		need(o->port != NULL, "server", "port");
+	raise_nofile();
+	enum srv_mode mode;
+	if (!strcmp(o->mode, "echo") || !strcmp(o->mode, "check"))
+		mode = M_ECHO;
+	else if (!strcmp(o->mode, "sink"))
+		mode = M_SINK;
+	else if (!strcmp(o->mode, "rr"))
+		mode = M_RR;
+	else
+		die("server: --mode must be echo, sink, rr or check, got '%s'", o->mode);
+
+	int port = 0; /* an AF_UNIX server reports port 0 */
+	int lfd = o->unix_path ? listen_unix(o->unix_path) : listen_tcp(o, &port);
 
 	/* SIGTERM/SIGINT arrive on a signalfd; every thread inherits the blocked mask. */
 	sigset_t set;
@@ -716,7 +784,8 @@ static int cmd_server(const struct opts *o)
 			}
 			die("server: accept: %s", strerror(errno));
 		}
-		set_nodelay(cfd);
+		if (!o->unix_path)
+			set_nodelay(cfd);
 		atomic_fetch_add(&s_conns, 1);
 		atomic_fetch_add(&s_active, 1);
 		struct conn *c = xmalloc(sizeof(*c));
@@ -732,10 +801,12 @@ static int cmd_server(const struct opts *o)
 			free(c);
 		}
 	}
-	printf("{\"mode\":\"%s\",\"io\":\"%s\",\"port\":%d,\"connections\":%" PRIu64 ",\"active\":%" PRIu64
-	       ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"errors\":%" PRIu64
+	if (o->unix_path)
+		unlink(o->unix_path); /* the next server at this path starts clean */
+	printf("{\"mode\":\"%s\",\"transport\":\"%s\",\"io\":\"%s\",\"port\":%d,\"connections\":%" PRIu64
+	       ",\"active\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"errors\":%" PRIu64
 	       ",\"spurious_eagain\":%" PRIu64 "}\n",
-	       o->mode, io_style(), port, (uint64_t)atomic_load(&s_conns), (uint64_t)atomic_load(&s_active),
+	       o->mode, transport(o), io_style(), port, (uint64_t)atomic_load(&s_conns), (uint64_t)atomic_load(&s_active),
 	       (uint64_t)atomic_load(&s_in), (uint64_t)atomic_load(&s_out), (uint64_t)atomic_load(&s_errors),
 	       (uint64_t)atomic_load(&g_eagain));
 	fflush(stdout);
@@ -747,19 +818,60 @@ static int cmd_server(const struct opts *o)
 
 static void need_peer(const struct opts *o, const char *cmd)
 {
-	if (o->unix_pair)
+	if (o->unix_pair || o->unix_path)
 		return;
 	need(o->host != NULL, cmd, "host");
 	need(o->port != NULL, cmd, "port");
 }
 
+/* For the clients that open connections of their own (crr, conc, check): no --unix. */
+static void need_address(const struct opts *o, const char *cmd)
+{
+	if (o->unix_pair)
+		die("%s: --unix is an option of echo, rr and stream only (use --unix-path)", cmd);
+	need_peer(o, cmd);
+}
+
+/* Connects to the server: the --unix-path socket, or host:port (every address getaddrinfo
+ * returns). *used and *list as for connect_to; for --unix-path *list is NULL and *used a static
+ * address, so callers free *list only when it is set. Dies on failure. */
+static int connect_server(const struct opts *o, bool nodelay, const struct addrinfo **used,
+			  struct addrinfo **list)
+{
+	if (!o->unix_path)
+		return connect_to(o->host, o->port, nodelay, used, list);
+	static struct sockaddr_un sa;
+	static struct addrinfo ai;
+	sa = unix_addr(o->unix_path);
+	ai.ai_family = AF_UNIX;
+	ai.ai_socktype = SOCK_STREAM;
+	ai.ai_protocol = 0;
+	ai.ai_addr = (struct sockaddr *)&sa;
+	ai.ai_addrlen = sizeof(sa);
+	int fd = connect_ai(&ai, nodelay);
+	if (fd < 0)
+		die("cannot connect to %s: %s", o->unix_path, strerror(errno));
+	if (used && list) {
+		*used = &ai;
+		*list = NULL;
+	}
+	return fd;
+}
+
+static void free_server_list(struct addrinfo *list)
+{
+	if (list)
+		freeaddrinfo(list);
+}
+
 /* With --unix: an AF_UNIX socketpair whose other end is served by a thread of this process in
  * the given server mode (the same code as `sslg server`), so the reference path is an in-kernel
- * socket-to-socket copy and RUSAGE_SELF covers both ends. Otherwise a TCP connection. */
+ * socket-to-socket copy and RUSAGE_SELF covers both ends. Otherwise a connection to the server:
+ * TCP, or AF_UNIX with --unix-path. */
 static int open_peer(const struct opts *o, enum srv_mode mode, bool nodelay)
 {
 	if (!o->unix_pair)
-		return connect_to(o->host, o->port, nodelay, NULL, NULL);
+		return connect_server(o, nodelay, NULL, NULL);
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (g_nonblock ? SOCK_NONBLOCK : 0), 0, sv) < 0)
 		die("socketpair: %s", strerror(errno));
@@ -775,9 +887,10 @@ static int open_peer(const struct opts *o, enum srv_mode mode, bool nodelay)
 	return sv[0];
 }
 
+/* "unix": the socketpair served by this process; "unix2": a path socket to a server process. */
 static const char *transport(const struct opts *o)
 {
-	return o->unix_pair ? "unix" : "tcp";
+	return o->unix_pair ? "unix" : o->unix_path ? "unix2" : "tcp";
 }
 
 /* Lifts the open-files soft limit to the hard limit (1,000 connections need more than 1024). */
@@ -994,8 +1107,7 @@ static int cmd_stream(const struct opts *o)
 
 static int cmd_crr(const struct opts *o)
 {
-	need(o->host != NULL, "crr", "host");
-	need(o->port != NULL, "crr", "port");
+	need_address(o, "crr");
 	need(o->have_seconds, "crr", "seconds");
 	uint64_t size64 = o->have_size ? o->size : 64;
 	if (size64 < RR_HDR || size64 > RR_MAX)
@@ -1008,10 +1120,10 @@ static int cmd_crr(const struct opts *o)
 	bool server_closes = !strcmp(o->close_by, "server");
 	put_be32(qbuf + 4, (uint32_t)size | (server_closes ? RR_CLOSE : 0));
 
-	/* Resolve once: the loop measures TCP, not the resolver. */
+	/* Resolve once: the loop measures the connections, not the resolver. */
 	const struct addrinfo *ai = NULL;
 	struct addrinfo *list = NULL;
-	int fd = connect_to(o->host, o->port, true, &ai, &list);
+	int fd = connect_server(o, true, &ai, &list);
 	close(fd);
 
 	size_t cap = 4096, n = 0;
@@ -1054,10 +1166,10 @@ static int cmd_crr(const struct opts *o)
 	}
 	uint64_t elapsed = now_ns() - t_start;
 	struct cpu c1 = cpu_now();
-	freeaddrinfo(list);
-	printf("{\"workload\":\"crr\",\"size\":%zu,\"close\":\"%s\",\"count\":%zu,\"connections\":%zu"
+	free_server_list(list);
+	printf("{\"workload\":\"crr\",\"transport\":\"%s\",\"size\":%zu,\"close\":\"%s\",\"count\":%zu,\"connections\":%zu"
 	       ",\"connections_per_s\":%.1f",
-	       size, o->close_by, n, n, elapsed ? (double)n / ((double)elapsed / 1e9) : 0.0);
+	       transport(o), size, o->close_by, n, n, elapsed ? (double)n / ((double)elapsed / 1e9) : 0.0);
 	print_latency_fields(s, n, c0, c1, elapsed, o->samples);
 	printf("}\n");
 	free(s);
@@ -1077,8 +1189,7 @@ struct cconn {
 
 static int cmd_conc(const struct opts *o)
 {
-	need(o->host != NULL, "conc", "host");
-	need(o->port != NULL, "conc", "port");
+	need_address(o, "conc");
 	need(o->have_connections, "conc", "connections");
 	need(o->have_seconds, "conc", "seconds");
 	uint64_t size64 = o->have_size ? o->size : 64;
@@ -1098,13 +1209,13 @@ static int cmd_conc(const struct opts *o)
 	const struct addrinfo *ai = NULL;
 	struct addrinfo *list = NULL;
 	struct cconn *cs = xmalloc(sizeof(*cs) * n);
-	cs[0].fd = connect_to(o->host, o->port, true, &ai, &list);
+	cs[0].fd = connect_server(o, true, &ai, &list);
 	for (size_t i = 1; i < n; i++) {
 		cs[i].fd = connect_ai(ai, true);
 		if (cs[i].fd < 0)
 			die("conc: connect #%zu: %s", i + 1, strerror(errno));
 	}
-	freeaddrinfo(list);
+	free_server_list(list);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
 		die("conc: epoll_create1: %s", strerror(errno));
@@ -1209,9 +1320,9 @@ static int cmd_conc(const struct opts *o)
 	for (size_t i = 0; i < n; i++)
 		close(cs[i].fd);
 	close(ep);
-	printf("{\"workload\":\"conc\",\"size\":%zu,\"connections\":%zu,\"count\":%zu"
+	printf("{\"workload\":\"conc\",\"transport\":\"%s\",\"size\":%zu,\"connections\":%zu,\"count\":%zu"
 	       ",\"transactions_per_s\":%.1f",
-	       size, n, ns, elapsed ? (double)ns / ((double)elapsed / 1e9) : 0.0);
+	       transport(o), size, n, ns, elapsed ? (double)ns / ((double)elapsed / 1e9) : 0.0);
 	print_latency_fields(s, ns, c0, c1, elapsed, o->samples);
 	printf("}\n");
 	free(want_out);
@@ -1312,10 +1423,9 @@ static void *check_writer_thread(void *arg)
 
 static int cmd_check(const struct opts *o)
 {
-	need(o->host != NULL, "check", "host");
-	need(o->port != NULL, "check", "port");
+	need_address(o, "check");
 	need(o->have_bytes, "check", "bytes");
-	int fd = connect_to(o->host, o->port, false, NULL, NULL);
+	int fd = connect_server(o, false, NULL, NULL);
 	struct check_writer w = {.fd = fd, .bytes = o->bytes, .seed = o->seed, .writes = 0};
 	uint64_t t0 = now_ns();
 	pthread_t t;
@@ -1358,10 +1468,10 @@ static int cmd_check(const struct opts *o)
 	uint64_t t1 = now_ns();
 	close(fd);
 	double el = (double)(t1 - t0) / 1e9;
-	printf("{\"workload\":\"check\",\"io\":\"%s\",\"bytes\":%" PRIu64 ",\"seed\":%" PRIu64
+	printf("{\"workload\":\"check\",\"transport\":\"%s\",\"io\":\"%s\",\"bytes\":%" PRIu64 ",\"seed\":%" PRIu64
 	       ",\"bytes_received\":%" PRIu64 ",\"extra_bytes\":%" PRIu64 ",\"mismatches\":%" PRIu64
 	       ",\"first_mismatch_offset\":",
-	       io_style(), o->bytes, o->seed, received, extra, mismatches);
+	       transport(o), io_style(), o->bytes, o->seed, received, extra, mismatches);
 	if (first < 0)
 		printf("null");
 	else

@@ -3,9 +3,14 @@
 A *path* is how bytes travel between the client and the server: ``plain`` (TCP between the two
 pods, no SocketSplice), ``spliced`` (the same with a SocketSplice in mode SpliceRelaxedReceive:
 every connection spliced), ``auto`` (a SocketSplice in mode Auto: the workload is audited on TCP
-first and its connections are spliced only if Auto promotes the endpoint) and ``unix`` (an
-AF_UNIX socketpair inside the client pod: the in-kernel socket-to-socket copy a splice cannot
-beat, run only where it means something).
+first and its connections are spliced only if Auto promotes the endpoint), ``unix`` (an
+AF_UNIX socketpair inside the client pod, its other end served by a thread of the client: the
+in-kernel socket-to-socket copy a splice cannot beat) and ``unix2`` (the same copy between two
+processes in the two pods, as the TCP paths run: a client in the client pod connects to an sslg
+server in the server pod through an AF_UNIX path socket in the bench's work directory). The
+AF_UNIX paths run only where they mean something: echo, rr and stream; crr also runs on
+``unix2``, whose connect/accept/close over a path socket is the floor for a connection's setup
+and teardown (a socketpair has no connect to compare).
 
 A case named ``...-nb`` runs sslg with ``--nonblock`` at both ends (O_NONBLOCK sockets, a poll()
 before each receive: an event-loop application). Auto refuses every blocking receive, so only
@@ -19,10 +24,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 Kind = Literal["echo", "rr", "stream", "iperf3", "crr", "conc"]
-Path = Literal["plain", "spliced", "auto", "unix"]
+Path = Literal["plain", "spliced", "auto", "unix", "unix2"]
 
 TCP_PATHS: tuple[Path, ...] = ("plain", "spliced", "auto")
-ALL_PATHS: tuple[Path, ...] = ("plain", "spliced", "auto", "unix")
+ALL_PATHS: tuple[Path, ...] = ("plain", "spliced", "auto", "unix", "unix2")
+CONNECT_PATHS: tuple[Path, ...] = (*TCP_PATHS, "unix2")
+"""crr's paths: a socketpair has no connect, so only the two-process AF_UNIX reference."""
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -87,7 +94,7 @@ def matrix(quick: bool) -> list[Case]:
             cases.append(Case("stream-128KiB-nb", "stream", size, ALL_PATHS, seconds=stream_s, nonblock=True))
     for size in (KIB, 16 * KIB, 128 * KIB, MIB):
         cases.append(Case(f"iperf3-{_label(size)}", "iperf3", size, TCP_PATHS, seconds=1.0 if q else 3.0))
-    cases.append(Case("crr-64B", "crr", 64, TCP_PATHS, seconds=0.5 if q else 2.0))
+    cases.append(Case("crr-64B", "crr", 64, CONNECT_PATHS, seconds=0.5 if q else 2.0))
     for n in (100, 1000):
         cases.append(Case(f"conc-{n}", "conc", 64, TCP_PATHS, seconds=0.5 if q else 3.0, connections=n))
     return cases

@@ -53,6 +53,7 @@ def render_csv(summaries: list[dict[str, Any]]) -> str:
         for key, label in (
             ("ratio", "spliced/plain"),
             ("ratio_vs_unix", "spliced/unix"),
+            ("ratio_vs_unix2", "spliced/unix2"),
             ("ratio_auto", "auto/plain"),
         ):
             for name, value in s.get(key, {}).items():

@@ -8,8 +8,20 @@ from typing import Any
 
 from socksplice.tools.bench.running import CaseResult
 
-COLORS = {"plain": "tab:blue", "spliced": "tab:orange", "auto": "tab:red", "unix": "tab:green"}
-LEGEND = {"plain": "plain TCP", "spliced": "spliced", "auto": "Auto", "unix": "AF_UNIX socketpair"}
+COLORS = {
+    "plain": "tab:blue",
+    "spliced": "tab:orange",
+    "auto": "tab:red",
+    "unix": "tab:green",
+    "unix2": "tab:purple",
+}
+LEGEND = {
+    "plain": "plain TCP",
+    "spliced": "spliced",
+    "auto": "Auto",
+    "unix": "AF_UNIX socketpair",
+    "unix2": "AF_UNIX two processes",
+}
 
 
 def _pyplot() -> Any:

@@ -2,9 +2,15 @@
 
 Reuses :func:`socksplice.tools.demo.running.demo_env` (two netns pods, the agent, the bench's
 SocketSplices, ``policies``, applied between runs). Within a repeat the paths run in turn (plain,
-spliced, auto, unix), and the order rotates from one repeat to the next, so slow drift of the
-machine lands on every path alike. Every run opens new connections, so a run is entirely plain
-or entirely spliced; the data path's byte counter records which.
+spliced, auto, unix, unix2), and the order rotates from one repeat to the next, so slow drift of
+the machine lands on every path alike. Every run opens new connections, so a run is entirely
+plain or entirely spliced; the data path's byte counter records which.
+
+Beside each TCP sslg server the server pod runs a twin of the same mode and I/O style listening
+on an AF_UNIX path socket in the bench's work directory (``<mode>[-nb].sock``): pods share the
+file system, and a path socket is found through it, not through the network namespace, so the
+client pod reaches it. The ``unix2`` runs use it; the AF_UNIX paths need no SocketSplice and
+leave the policy as it is.
 
 An ``auto`` run starts from no SocketSplice (the endpoint's record and evidence are dropped),
 applies the Auto policy, runs the case's audit pass (``cases.audit_pass``, unrecorded, on TCP),
@@ -18,6 +24,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path as FsPath
 
 from socksplice.tools.bench.cases import Case, Kind, Path, audit_pass
 from socksplice.tools.bench.measuring import Run, Target, measure
@@ -64,17 +71,28 @@ def target_key(case: Case) -> str:
     return f"{mode}-nb" if case.nonblock else mode
 
 
+def socket_dir(env: DemoEnv) -> FsPath:
+    """Where the AF_UNIX twins listen: the run's work directory, seen by both pods."""
+    if env.topology.state_dir is None:
+        raise RuntimeError("the bench's cluster has no work directory for its AF_UNIX sockets")
+    return env.topology.state_dir
+
+
 @contextmanager
 def servers(env: DemoEnv) -> Iterator[dict[str, Target]]:
-    """sslg servers (echo, rr, sink; blocking and ``--nonblock``) and an iperf3 server in the
-    server pod, for the whole run."""
+    """sslg servers (echo, rr, sink; blocking and ``--nonblock``; each on TCP and on an AF_UNIX
+    path socket) and an iperf3 server in the server pod, for the whole run."""
     host = str(env.server.ipv4)
+    sockets = socket_dir(env)
     with ExitStack() as stack:
         targets: dict[str, Target] = {}
         for nonblock, ports in ((False, SSLG_PORTS), (True, SSLG_NB_PORTS)):
             for mode, port in ports.items():
+                key = f"{mode}-nb" if nonblock else mode
                 srv = stack.enter_context(Server(env.server, port, mode, nonblock=nonblock))  # type: ignore[arg-type]
-                targets[f"{mode}-nb" if nonblock else mode] = Target(host, srv.port, srv.pid)
+                path = sockets / f"{key}.sock"
+                twin = stack.enter_context(Server(env.server, mode=mode, nonblock=nonblock, unix_path=path))  # type: ignore[arg-type]
+                targets[key] = Target(host, srv.port, srv.pid, str(path), twin.pid)
         stack.enter_context(IperfServer(env.server, IPERF3_PORT))  # type: ignore[arg-type]
         targets["iperf3"] = Target(host, IPERF3_PORT, None)
         yield targets
@@ -132,8 +150,8 @@ def run_path(
 
 
 WARMUP = (
-    Case("warmup-rr", "rr", 64 * 1024, ("plain", "spliced", "unix"), count=500),
-    Case("warmup-stream", "stream", 128 * 1024, ("plain", "spliced", "unix"), seconds=0.3),
+    Case("warmup-rr", "rr", 64 * 1024, ("plain", "spliced", "unix", "unix2"), count=500),
+    Case("warmup-stream", "stream", 128 * 1024, ("plain", "spliced", "unix", "unix2"), seconds=0.3),
 )
 """Run once, unrecorded, before the matrix: the first runs in a fresh cluster are slower on
 every path (measured: rr 64 KiB p50 42 µs on the first spliced run, 20 µs on the next ones)."""

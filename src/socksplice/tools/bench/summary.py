@@ -1,8 +1,9 @@
 """From runs to figures: per path the median of each figure with its spread, and the ratios.
 
 Latency, CPU cost: lower is better. Throughput, rates: higher is better. Every ratio is
-``spliced / other`` (``ratio``, ``ratio_vs_unix``) or ``auto / plain`` (``ratio_auto``) of the
-medians, so for latency a ratio below 1 and for throughput a ratio above 1 means the splice
+``spliced / other`` (``ratio``: over plain TCP, ``ratio_vs_unix``: over the AF_UNIX socketpair,
+``ratio_vs_unix2``: over AF_UNIX between two processes) or ``auto / plain`` (``ratio_auto``) of
+the medians, so for latency a ratio below 1 and for throughput a ratio above 1 means the splice
 wins. Stalls (round trips over 10 ms) are summed over all runs, not taken as a median: one stall
 anywhere is one too many.
 
@@ -18,6 +19,8 @@ from socksplice.tools.bench.cases import Case
 from socksplice.tools.bench.running import CaseResult
 from socksplice.tools.workloads.stats import ratio, summarize
 
+UNIX_PATHS = frozenset({"unix", "unix2"})
+"""The AF_UNIX references: no TCP, so nothing for the data path to redirect."""
 HIGHER_IS_BETTER = frozenset({"gbit_per_s", "connections_per_s", "transactions_per_s"})
 THROUGHPUT = HIGHER_IS_BETTER
 RATIO_NAMES = {
@@ -60,7 +63,7 @@ def _path_summary(result: CaseResult, path: str) -> dict[str, Any]:
     if "stalls" in runs[0].figures:
         out["stalls"] = int(sum(r.figures["stalls"] for r in runs))
     out["spurious_eagain"] = sum(r.spurious_eagain for r in runs)
-    if path != "unix":
+    if path not in UNIX_PATHS:
         out["bytes_redirected"] = sum(r.bytes_redirected for r in runs)
     out["spread"] = spread
     return out
@@ -135,6 +138,8 @@ def summarize_case(result: CaseResult) -> dict[str, Any]:
         out["connections"] = case.connections
     if "unix" in paths:
         out["ratio_vs_unix"] = ratios(paths["spliced"], paths["unix"])
+    if "unix2" in paths:
+        out["ratio_vs_unix2"] = ratios(paths["spliced"], paths["unix2"])
     if case.latency and case.kind != "conc":
         out["stalls"] = {p: s.get("stalls", 0) for p, s in paths.items()}
     return out

@@ -69,7 +69,8 @@ def render_text(
     recorded); tails they do not support are marked ``~`` (indicative)."""
     head = (
         f"{'workload':<16} {'figure':<13} {'plain TCP':>11} {'spliced':>11} {'Auto':>11} {'AF_UNIX':>11}"
-        f" {'spl/TCP':>8} {'spl/UNIX':>8} {'auto/TCP':>8}  spliced vs TCP  Auto vs TCP"
+        f" {'AF_UNIX 2p':>11} {'spl/TCP':>8} {'spl/UNIX':>8} {'spl/UX2p':>8} {'auto/TCP':>8}"
+        "  spliced vs TCP  Auto vs TCP"
     )
     lines = [head, "-" * len(head)]
     marked = False
@@ -82,13 +83,16 @@ def render_text(
                 label, marked = label + " ~", True
             r = s["ratio"].get(RATIO_NAMES[fig])
             ru = s.get("ratio_vs_unix", {}).get(RATIO_NAMES[fig])
+            ru2 = s.get("ratio_vs_unix2", {}).get(RATIO_NAMES[fig])
             ra = s.get("ratio_auto", {}).get(RATIO_NAMES[fig])
             unix = paths.get("unix", {}).get(fig)
+            unix2 = paths.get("unix2", {}).get(fig)
             auto = paths.get("auto", {}).get(fig)
             lines.append(
                 f"{s['workload']:<16} {label:<13} {_num(paths['plain'].get(fig)):>11}"
-                f" {_num(paths['spliced'].get(fig)):>11} {_num(auto):>11} {_num(unix):>11}"
-                f" {_num(r):>8} {_num(ru):>8} {_num(ra):>8}  {_verdict(fig, r):<14}  {_auto_ok(s, fig)}"
+                f" {_num(paths['spliced'].get(fig)):>11} {_num(auto):>11} {_num(unix):>11} {_num(unix2):>11}"
+                f" {_num(r):>8} {_num(ru):>8} {_num(ru2):>8} {_num(ra):>8}"
+                f"  {_verdict(fig, r):<14}  {_auto_ok(s, fig)}"
             )
         if s.get("auto"):
             a = s["auto"]
@@ -108,6 +112,10 @@ def render_text(
         "medians of the interleaved runs; spread (min, max, IQR) in the JSON and CSV. "
         "Latency and CPU: lower is better; throughput: higher. "
         "Auto vs TCP: ok = not slower than plain TCP beyond the runs' spread."
+    )
+    lines.append(
+        "AF_UNIX: a socketpair in the client pod, its other end a thread of the client; "
+        "AF_UNIX 2p: a path socket between the client's and the server's processes (two pods)."
     )
     if marked:
         lines.append(

@@ -5,6 +5,10 @@ sockets with a poll() before each receive (an event-loop application, which Auto
 the default is the blocking I/O the earlier figures were measured with. A non-blocking client
 belongs with a non-blocking server (``Server(..., nonblock=True)``).
 
+``unix_path`` (the server and every client): sslg's ``--unix-path``, an AF_UNIX stream socket at
+that path instead of TCP. Path sockets are found through the file system, not the network
+namespace, so a client in one pod reaches a server in another through a directory both see.
+
 A :class:`PodRunner` starts processes inside one pod (a network namespace + cgroup pair in
 local mode, the host itself in :class:`HostRunner`). Its ``popen`` must *exec* the argv it
 is given (``ip netns exec``, ``nsenter`` without ``--fork`` do) or forward signals, because
@@ -131,6 +135,8 @@ class Server:
     ``port=0`` lets the server choose a free port; :attr:`port` holds the real one once
     started. On exit the server gets SIGTERM and :attr:`result` holds its counters.
     ``nonblock=True``: every accepted socket is O_NONBLOCK, polled before each receive.
+    ``unix_path``: listen on an AF_UNIX socket at that path instead (``port``, ``bind`` and
+    ``v6only`` are not used; :attr:`port` is 0); sslg removes it when it stops.
     """
 
     def __init__(
@@ -142,6 +148,7 @@ class Server:
         bind: str | None = None,
         v6only: bool = False,
         nonblock: bool = False,
+        unix_path: str | os.PathLike[str] | None = None,
         ready_timeout: float = 10.0,
         stop_timeout: float = 10.0,
     ) -> None:
@@ -150,6 +157,7 @@ class Server:
         self.bind = bind
         self.v6only = v6only
         self.nonblock = nonblock
+        self.unix_path = None if unix_path is None else os.fspath(unix_path)
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.result: ServerResult | None = None
@@ -176,18 +184,13 @@ class Server:
     def start(self) -> Self:
         if self._proc is not None:
             raise RuntimeError("server already started")
-        self.argv = [
-            str(loadgen_path()),
-            "server",
-            "--port",
-            str(self._requested_port),
-            "--mode",
-            self.mode,
-            "--v6only",
-            "1" if self.v6only else "0",
-        ]
-        if self.bind is not None:
-            self.argv += ["--bind", self.bind]
+        self.argv = [str(loadgen_path()), "server", "--mode", self.mode]
+        if self.unix_path is not None:
+            self.argv += ["--unix-path", self.unix_path]
+        else:
+            self.argv += ["--port", str(self._requested_port), "--v6only", "1" if self.v6only else "0"]
+            if self.bind is not None:
+                self.argv += ["--bind", self.bind]
         if self.nonblock:
             self.argv.append("--nonblock")
         # stderr goes to a file: a pipe nobody reads would block a chatty server. It lives as
@@ -312,13 +315,22 @@ def _run_client(runner: PodRunner, args: Sequence[str], timeout: float) -> Any:
         raise LoadgenError(f"sslg {args[0]} printed no JSON result: {out!r:.300}", argv, 0, stderr) from exc
 
 
-def _common(host: str, port: int) -> list[str]:
+def _common(host: str, port: int, unix_path: str | os.PathLike[str] | None = None) -> list[str]:
+    if unix_path is not None:
+        return ["--unix-path", os.fspath(unix_path)]
     return ["--host", host, "--port", str(port)]
 
 
-def _peer(host: str, port: int, unix: bool, nonblock: bool = False) -> list[str]:
+def _peer(
+    host: str,
+    port: int,
+    unix: bool,
+    nonblock: bool = False,
+    unix_path: str | os.PathLike[str] | None = None,
+) -> list[str]:
     # --unix: the AF_UNIX socketpair reference; sslg serves the other end itself.
-    return (["--unix"] if unix else _common(host, port)) + (["--nonblock"] if nonblock else [])
+    peer = ["--unix"] if unix else _common(host, port, unix_path)
+    return peer + (["--nonblock"] if nonblock else [])
 
 
 def run_echo(
@@ -332,13 +344,15 @@ def run_echo(
     samples: bool = False,
     unix: bool = False,
     nonblock: bool = False,
+    unix_path: str | os.PathLike[str] | None = None,
     timeout: float = 120.0,
 ) -> LatencyResult:
     """One connection to an echo server: send ``size`` bytes, read them back, ``count`` times.
-    ``unix=True`` runs the same over an AF_UNIX socketpair (``host``/``port`` are ignored)."""
+    ``unix=True`` runs the same over an AF_UNIX socketpair (``host``/``port`` are ignored);
+    ``unix_path`` over a path socket to ``Server(unix_path=...)``."""
     args = [
         "echo",
-        *_peer(host, port, unix, nonblock),
+        *_peer(host, port, unix, nonblock, unix_path),
         "--size",
         str(size),
         "--count",
@@ -363,13 +377,15 @@ def run_rr(
     samples: bool = False,
     unix: bool = False,
     nonblock: bool = False,
+    unix_path: str | os.PathLike[str] | None = None,
     timeout: float = 120.0,
 ) -> LatencyResult:
     """Request/response against ``Server(mode="rr")``; ``req`` >= 8 (the header).
-    ``unix=True``: over an AF_UNIX socketpair instead (``host``/``port`` are ignored)."""
+    ``unix=True``: over an AF_UNIX socketpair instead (``host``/``port`` are ignored);
+    ``unix_path`` over a path socket to ``Server(unix_path=...)``."""
     args = [
         "rr",
-        *_peer(host, port, unix, nonblock),
+        *_peer(host, port, unix, nonblock, unix_path),
         "--req",
         str(req),
         "--resp",
@@ -393,14 +409,16 @@ def run_stream(
     *,
     unix: bool = False,
     nonblock: bool = False,
+    unix_path: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
 ) -> StreamResult:
     """Writes of ``write_size`` bytes to ``Server(mode="sink")`` for ``seconds`` (blocking, or
     with ``nonblock`` polled when the send buffer is full).
-    ``unix=True``: over an AF_UNIX socketpair instead (``host``/``port`` are ignored)."""
+    ``unix=True``: over an AF_UNIX socketpair instead (``host``/``port`` are ignored);
+    ``unix_path`` over a path socket to ``Server(unix_path=...)``."""
     args = [
         "stream",
-        *_peer(host, port, unix, nonblock),
+        *_peer(host, port, unix, nonblock, unix_path),
         "--write",
         str(write_size),
         "--seconds",
@@ -419,12 +437,23 @@ def run_crr(
     size: int = 64,
     close: CloseBy = "client",
     samples: bool = False,
+    unix_path: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
 ) -> RateResult:
     """Connect, send ``size`` bytes, read ``size`` bytes, close; repeated for ``seconds``
     against ``Server(mode="rr")``. ``close="server"`` puts TIME_WAIT on the server side (use it
-    for long runs between namespaces, where the client would otherwise run out of ports)."""
-    args = ["crr", *_common(host, port), "--seconds", f"{seconds:g}", "--size", str(size), "--close", close]
+    for long runs between namespaces, where the client would otherwise run out of ports).
+    ``unix_path``: connections to an AF_UNIX path socket instead (no TIME_WAIT at all)."""
+    args = [
+        "crr",
+        *_common(host, port, unix_path),
+        "--seconds",
+        f"{seconds:g}",
+        "--size",
+        str(size),
+        "--close",
+        close,
+    ]
     if samples:
         args.append("--samples")
     limit = timeout if timeout is not None else seconds + 60.0
