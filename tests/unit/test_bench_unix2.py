@@ -118,7 +118,7 @@ def test_summary_has_ratio_vs_unix2_beside_ratio_vs_unix() -> None:
 
 def test_no_ratio_vs_unix2_without_the_path() -> None:
     case = Case("iperf3-1KiB", "iperf3", 1024, ("plain", "spliced", "auto"), seconds=1)
-    runs = [Run(case.name, p, {"gbit_per_s": 5.0, "cpu_s_per_gb": 1.0}) for p in case.paths]  # type: ignore[arg-type]
+    runs = [Run(case.name, p, {"gbit_per_s": 5.0, "cpu_s_per_gb": 1.0}) for p in case.paths]
     s = summarize_case(CaseResult(case, runs))
     assert "ratio_vs_unix2" not in s and "ratio_vs_unix" not in s
 

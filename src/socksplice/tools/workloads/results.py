@@ -269,6 +269,9 @@ class ServerResult:
     bytes_out: int
     errors: int
     spurious_eagain: int
+    transport: str = "tcp"
+    """``tcp``, or ``unix2`` for a server on an AF_UNIX path socket (``--unix-path``)."""
+    io: str = "blocking"
 
     @classmethod
     def from_json(cls, data: JsonInput) -> Self:
@@ -283,4 +286,6 @@ class ServerResult:
             bytes_out=_int(o, "bytes_out", kind),
             errors=_int(o, "errors", kind),
             spurious_eagain=_int(o, "spurious_eagain", kind),
+            transport=str(o.get("transport", "tcp")),
+            io=str(o.get("io", "blocking")),
         )
