@@ -33,7 +33,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from socksplice import __version__
 from socksplice.api.drain import DrainReport, DrainRequest, DrainStatus
-from socksplice.api.nodestatus import NodeStatus, PolicyStatus
+from socksplice.api.nodestatus import AUDIT, NodeStatus, PolicyStatus
 from socksplice.api.planning import PodPlan, plan
 from socksplice.bpf.layout import ENDPOINT_SLOTS
 from socksplice.bpf.loader import EndpointTuple
@@ -256,7 +256,7 @@ class Agent:
             return False
         idle = (
             evidence == self._evidence
-            and not any(e.verdict == "Audit" for e in self.deciding.endpoints)
+            and not any(e.verdict == AUDIT for e in self.deciding.endpoints)
             and time.monotonic() - self._last_decide < self.settings.heartbeat_interval
         )
         if idle and not force:
