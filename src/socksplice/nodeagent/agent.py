@@ -14,8 +14,8 @@ reconciles at once, an unchanged one every ``resync_interval``. Auto reads the e
 (one entry per endpoint) and decides only when it changed, an endpoint is still in Audit (its window
 completes with time alone), pods or plans changed, or ``heartbeat_interval`` passed: otherwise the
 decision would come out the same, and the full turn reads every demotion flag. The status is
-published at once after a change, every ``status_interval`` while sockets or evidence move, and
-every ``heartbeat_interval`` otherwise (the heartbeat; reading the counters is the dearest part).
+published at once after a change, every ``status_interval`` while sockets, bytes or evidence move,
+and every ``heartbeat_interval`` otherwise (the heartbeat).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Planned:
 
 
 Evidence = Mapping[EndpointTuple, Mapping[str, int]]
-Activity = tuple[int, Evidence | None]
+Activity = tuple[int, int, Evidence | None]
 
 DRAINING = "draining on request: not attaching"
 DRAINED = "drained on request: not attaching (restart the agent to resume)"
@@ -312,12 +312,16 @@ class Agent:
             self.drains.report(status)
 
     def _activity(self) -> Activity:
-        """A cheap sign that the counters may have moved: the spliced sockets and Auto's evidence."""
-        return self.datapath.spliced_sockets(), self._evidence
+        """What an unchanged node's status shows moving: the spliced sockets, the bytes the data path
+        moved (both directions, spliced or handed to TCP; one batched read of the counters) and
+        Auto's evidence."""
+        totals = self.datapath.totals()
+        moved = totals.get("bytes_redirected", 0) + totals.get("bytes_fallback", 0)
+        return self.datapath.spliced_sockets(), moved, self._evidence
 
     def _publish_due(self) -> bool:
-        """Whether an unchanged node publishes now: when its sockets or evidence moved (looked at
-        every ``status_interval``), or for the heartbeat every ``heartbeat_interval``."""
+        """Whether an unchanged node publishes now: when its sockets, bytes or evidence moved (looked
+        at every ``status_interval``), or for the heartbeat every ``heartbeat_interval``."""
         now = time.monotonic()
         if self.sink is None or now - self._last_look < self.settings.status_interval:
             return False
