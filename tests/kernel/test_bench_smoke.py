@@ -5,8 +5,8 @@ the outputs are complete and consistent. No timing assertions: the figures are w
 machine gives; only their presence, their shape, that the spliced runs really were spliced
 (bytes redirected), that every auto run reached a verdict and was spliced exactly when its
 endpoint was promoted, that the non-blocking (``-nb``) sslg workloads are promoted and spliced
-while the blocking ones are refused, and that connect/request/close stays on TCP under Auto are
-checked.
+while the blocking ones are refused, that connect/request/close stays on TCP under Auto, and that
+the two-process AF_UNIX reference (``unix2``) ran wherever the matrix has it are checked.
 """
 
 from __future__ import annotations
@@ -105,8 +105,21 @@ def test_bench_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
             assert set(w["stalls"]) == set(case.paths)
         if "unix" in case.paths:
             assert "ratio_vs_unix" in w
+        if "unix2" in case.paths:  # an sslg server of its own in the server pod, on a path socket
+            unix2 = w["paths"]["unix2"]
+            assert "bytes_redirected" not in unix2, unix2
+            assert unix2["p50_us" if case.latency else "gbit_per_s"] > 0, unix2
+            assert unix2["cpu_us_per_transaction" if case.latency else "cpu_s_per_gb"] > 0, unix2
+            key = "p50_ratio" if case.latency else "throughput_ratio"
+            assert w["ratio_vs_unix2"][key] is not None, w["ratio_vs_unix2"]
+        else:
+            assert "ratio_vs_unix2" not in w
+    assert {c.name for c in matrix(quick=True) if "unix2" in c.paths} >= {"rr-64B", "stream-1KiB", "crr-64B"}
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {r["workload"] for r in rows} == set(by_name)
+    assert {r["workload"] for r in rows if r["path"] == "spliced/unix2"} == {
+        c.name for c in matrix(quick=True) if "unix2" in c.paths
+    }
     assert json.loads((out / "results.json").read_text())["workloads"] == doc["workloads"]
     assert (out / "table.txt").read_text().startswith("workload")
     assert 0 <= doc["during"]["steal_pct"] <= 100 and len(doc["during"]["loadavg_end"]) == 3
