@@ -37,14 +37,20 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 		return 0; /* the only changes looked at below: no map look for the others, on any socket */
 	__u64 sk = ctx->args[0];
 	struct ss_watch *w = watch.lookup(&sk);
-	struct ss_evidence_counts *ev = w ? evidence.lookup(&w->ep) : 0;
-	if (!ev)
+	if (!w)
 		return 0;
+	/* The endpoint's evidence is looked up only when there is something to count (most changes
+	 * of a watched socket count nothing); without it nothing is counted nor demoted, as before
+	 * the endpoint's first connection created it. */
+	struct ss_evidence_counts *ev;
 	__u32 shutdown = ss_read(sk, SS_OFF_SK_SHUTDOWN, 1) >> SS_SHUTDOWN_SHIFT & SS_SHUTDOWN_MASK;
 	if (shutdown == 2 /* SEND_SHUTDOWN only: shutdown(SHUT_WR) */ && (w->flags & SS_W_BLOCKING) &&
 	    (to == SS_TCP_FIN_WAIT1 || to == SS_TCP_LAST_ACK)) {
 		/* A socket that receives blocking shuts down sending: a receive blocked now, in another
 		 * thread, is woken when the FIN is acknowledged (observe_recv.c, case 1). */
+		ev = evidence.lookup(&w->ep);
+		if (!ev)
+			return 0;
 		ss_evidence_add(ev, SS_E_WOULD_BLOCKING_RECEIVE, 1);
 		if (w->flags & SS_W_SPLICED)
 			ss_demote(w->slot);
@@ -58,12 +64,18 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 		__u32 unread = (__u32)ss_read(sk, SS_OFF_TP_RCV_NXT, 4) - (__u32)ss_read(sk, SS_OFF_TP_COPIED_SEQ, 4);
 		if (ss_read(sk, SS_OFF_SK_FLAGS, 8) & (1 << SS_SOCK_DONE))
 			unread -= 1; /* the peer's FIN takes a sequence number */
-		if ((int)unread > 0)
-			ss_evidence_add(ev, SS_E_WOULD_CLOSE_UNREAD, 1);
+		if ((int)unread > 0) {
+			ev = evidence.lookup(&w->ep);
+			if (ev)
+				ss_evidence_add(ev, SS_E_WOULD_CLOSE_UNREAD, 1);
+		}
 		return 0;
 	}
 	if ((w->flags & SS_W_SPLICED) && (to == SS_TCP_FIN_WAIT1 || to == SS_TCP_LAST_ACK) &&
 	    ss_read(sk, SS_OFF_SK_USER_DATA, 8) == 0 && (int)ss_read(sk, SS_OFF_SK_RMEM_ALLOC, 4) > 0) {
+		ev = evidence.lookup(&w->ep);
+		if (!ev)
+			return 0;
 		ss_evidence_add(ev, SS_E_WOULD_CLOSE_UNREAD, 1);
 		ss_evidence_add(ev, SS_E_DID_CLOSE_UNREAD, 1);
 		ss_demote(w->slot);
