@@ -1,10 +1,12 @@
 /* socksplice sockops program: attached to selected pods' cgroups.
  *
- * At ACTIVE/PASSIVE_ESTABLISHED it records per-socket state and pairs the two ends of a
- * connection by the client's address and port plus both initial sequence numbers, which
- * destination NAT (a ClusterIP) does not rewrite. The end that arrives first waits in `pairs`;
+ * At ACTIVE/PASSIVE_ESTABLISHED it pairs the two ends of a connection by the client's address
+ * and port plus both initial sequence numbers, which destination NAT (a ClusterIP) does not
+ * rewrite. The end that arrives first waits in `pairs`;
  * the second end completes the pair, inserts itself into the SOCKHASH and tells the first end
- * who its peer is through `peer_of`. Any miss leaves the socket on plain TCP.
+ * who its peer is through `peer_of`. Only a socket that enters the SOCKHASH gets per-socket state
+ * (`sk_state`, read by sk_msg): a connection left on TCP, watched for Auto or not, allocates none.
+ * Any miss leaves the socket on plain TCP.
  *
  * Only sockets with a local, selected peer enter the SOCKHASH: the client end when a selected
  * listener on this node saw its SYN (`syn_hints`), the server end when it completes a pair. Every

@@ -155,7 +155,8 @@ struct ss_evidence_counts {
 	__u64 n[SS_NR_EVIDENCE];
 };
 
-/* Per-socket state in socket-local storage: written by sockops, read by sk_msg. */
+/* Per-socket state in socket-local storage: written by sockops for sockets it inserts into the
+ * SOCKHASH (no other socket has any), read by sk_msg. */
 #define SS_SK_IN_MAP 0x1 /* socket was inserted into the SOCKHASH */
 #define SS_SK_TX_TCP 0x2 /* ratchet: this direction sent payload through TCP; stays there */
 #define SS_SK_BACKPRESSURE 0x4 /* the peer's unread bytes reached the limit: this direction is on
