@@ -6,7 +6,10 @@ connection, blocking sockets) under ``perf record -a -g -e cpu-clock`` and repor
 round trips per second, CPU per round trip, and the nanoseconds per round trip of each kernel
 bucket (syscall layer, tcp_bpf send, redirect, tcp_bpf receive, wakeup, scheduling, idle, copy,
 allocation, TCP stack, AF_UNIX, BPF programs). A second, unprofiled run per path reads the
-kernel's BPF run-time statistics: nanoseconds per program run and runs per round trip.
+kernel's BPF run-time statistics: nanoseconds per program run and runs per round trip, and a
+short run under ``perf record -e sched:sched_switch -g`` counts per round trip how often each
+end left the CPU and what it blocked in (waiting for data, a socket lock owned by the other end,
+preempted).
 
 Paths: ``plain`` (no SocketSplice), ``spliced`` (mode SpliceRelaxedReceive), ``unix`` (``sslg rr
 --unix``: a socketpair served by a thread of the client), ``unix2`` (``--unix-path``: a separate
@@ -15,7 +18,8 @@ Placements: ``free`` (the scheduler's choice), ``same`` (both ends on CPU 0), ``
 on CPU 0, server on CPU 1; not for ``unix``, whose server is a thread of the client).
 
 Samples are counted only inside the client's run (perf's clock is CLOCK_MONOTONIC) and by what
-ran: the sslg processes, idle, and everything else (other users of the machine) apart. With the
+ran: the run's own client and server processes (by pid), idle, and everything else (other users
+of the machine, their sslg processes included) apart. With the
 timer-based cpu-clock event a sample that falls while interrupts are off is taken when they come
 back on, so time in irq-off sections lands on the unlock or switch that re-enables them.
 
@@ -242,40 +246,47 @@ def classify(frames: Sequence[tuple[str, str]]) -> tuple[str, str | None, str | 
     return OTHER, None, unmatched
 
 
-def _samples(data: Path) -> Iterator[tuple[str, int, list[tuple[str, str]]]]:
-    """(comm, time ns, frames innermost first as (ip, symbol)) for each sample in ``data``."""
-    argv = ["perf", "script", "-i", str(data), "-F", "comm,tid,cpu,time,ip,sym", "--ns"]
+HEAD = re.compile(r"^(.*?)\s+(\d+)/(\d+)\s+\[\d+\]\s+(\d+)\.(\d+):\s*(.*)$")
+"""perf script's first line of a sample: comm, pid/tid, [cpu], time, the tracepoint's fields."""
+
+
+def _samples(data: Path) -> Iterator[tuple[str, int, int, list[tuple[str, str]]]]:
+    """(comm, pid, time ns, frames innermost first as (ip, symbol)) for each sample in ``data``."""
+    argv = ["perf", "script", "-i", str(data), "-F", "comm,pid,tid,cpu,time,ip,sym", "--ns"]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
         assert proc.stdout is not None
-        head: tuple[str, int] | None = None
+        head: tuple[str, int, int] | None = None
         frames: list[tuple[str, str]] = []
         for line in proc.stdout:
             if not line.strip():
                 if head is not None:
-                    yield head[0], head[1], frames
+                    yield *head, frames
                 head, frames = None, []
             elif line[0] in "\t ":
                 parts = line.split(None, 1)
                 sym = parts[1].strip() if len(parts) > 1 else "[unknown]"
                 frames.append((parts[0], sym.split("+", 1)[0]))
             else:
-                m = re.match(r"^(.*?)\s+\d+\s+\[\d+\]\s+(\d+)\.(\d+):", line)
+                m = HEAD.match(line)
                 if m:
-                    head = (m.group(1).strip(), int(m.group(2)) * 1_000_000_000 + int(m.group(3)))
+                    t = int(m.group(4)) * 1_000_000_000 + int(m.group(5))
+                    head = (m.group(1).strip(), int(m.group(2)), t)
         if head is not None:
-            yield head[0], head[1], frames
+            yield *head, frames
 
 
-def profile(data: Path, start_ns: int, end_ns: int) -> Profile:
+def profile(data: Path, start_ns: int, end_ns: int, pids: set[int]) -> Profile:
+    """The samples of ``data`` in the window: of the processes ``pids`` (client and server) by
+    bucket, idle, and the rest (other users of the machine, sslg processes of others included)."""
     prof = Profile()
-    for comm, t, frames in _samples(data):
+    for comm, pid, t, frames in _samples(data):
         if not start_ns <= t <= end_ns:
             continue
         prof.total += 1
         if comm == "swapper":
             bucket, _, _ = classify(frames)
             prof.idle[bucket] += 1
-        elif comm.startswith("sslg"):
+        elif pid in pids:
             bucket, prog, unmatched = classify(frames)
             prof.sslg[bucket] += 1
             if prog is not None:
@@ -287,6 +298,59 @@ def profile(data: Path, start_ns: int, end_ns: int) -> Profile:
         else:
             prof.foreign += 1
     return prof
+
+
+SWITCH_REASONS: list[tuple[str, re.Pattern[str]]] = [
+    ("lock_sock: socket owned", re.compile(r"^__lock_sock$")),
+    ("wait data: tcp_bpf", re.compile(r"^(tcp_msg_wait_data|tcp_bpf_recvmsg\w*)$")),
+    ("wait data: TCP", re.compile(r"^(sk_wait_data|tcp_recvmsg\w*)$")),
+    ("wait data: unix", re.compile(r"^(unix_stream_data_wait|unix_stream_read_generic)$")),
+    ("mutex", re.compile(r"^(__mutex_lock\w*|mutex_lock\w*)$")),
+    ("wait sndbuf", re.compile(r"^(sk_stream_wait_memory|sock_alloc_send_pskb)$")),
+    (
+        "preempted",
+        re.compile(r"^(preempt_schedule\w*|irqentry_exit\w*|exit_to_user_mode\w*|\w*_cond_resched)$"),
+    ),
+]
+
+
+def switch_reason(state: str, frames: Sequence[tuple[str, str]]) -> str:
+    """Why an sslg task left the CPU: what it blocked in, from the sched_switch call chain."""
+    if state.startswith("R"):
+        return "preempted"
+    for _, sym in frames:
+        for reason, rule in SWITCH_REASONS:
+            if rule.match(sym):
+                return reason
+    return next((s for _, s in frames if not s.startswith(("__schedule", "schedule"))), "?")
+
+
+def switches(data: Path, start_ns: int, end_ns: int, pids: set[int]) -> tuple[Counter[str], int, int]:
+    """(switch-outs of ``pids`` by reason, of those how many went straight to a thread of
+    ``pids``, all switches) in the window."""
+    argv = ["perf", "script", "-i", str(data), "-F", "comm,pid,tid,cpu,time,trace,ip,sym", "--ns"]
+    out = subprocess.run(argv, capture_output=True, text=True).stdout
+    ours: list[tuple[dict[str, str], list[tuple[str, str]]]] = []
+    tids: set[str] = set()
+    total = 0
+    for block in out.split("\n\n"):
+        lines = block.strip("\n").splitlines()
+        m = HEAD.match(lines[0]) if lines else None
+        if not m or not start_ns <= int(m.group(4)) * 1_000_000_000 + int(m.group(5)) <= end_ns:
+            continue
+        total += 1
+        if int(m.group(2)) not in pids:
+            continue
+        tids.add(m.group(3))
+        frames = []
+        for line in lines[1:]:
+            parts = line.split(None, 1)
+            if len(parts) == 2:
+                frames.append((parts[0], parts[1].strip().split("+", 1)[0]))
+        ours.append((dict(re.findall(r"(\w+)=(\S+)", m.group(6))), frames))
+    reasons: Counter[str] = Counter(switch_reason(f.get("prev_state", ""), fr) for f, fr in ours)
+    direct = sum(1 for f, _ in ours if f.get("next_pid") in tids)
+    return reasons, direct, total
 
 
 @dataclass(frozen=True)
@@ -314,10 +378,13 @@ class Pinned:
 
 
 @contextmanager
-def rr_server(path: str, server: Pinned, sslg: Path, sock: Path) -> Iterator[tuple[str, ...]]:
-    """The rr server a path needs; yields the client's peer arguments."""
+def rr_server(
+    path: str, server: Pinned, sslg: Path, sock: Path
+) -> Iterator[tuple[tuple[str, ...], int | None]]:
+    """The rr server a path needs; yields the client's peer arguments and the server's pid
+    (None on ``unix``, whose server is a thread of the client)."""
     if path == "unix":
-        yield ("--unix",)
+        yield ("--unix",), None
         return
     if path == "unix2":
         sock.unlink(missing_ok=True)
@@ -332,18 +399,20 @@ def rr_server(path: str, server: Pinned, sslg: Path, sock: Path) -> Iterator[tup
             ready = proc.stdout.readline()
             if not ready.startswith(b"READY"):
                 raise RuntimeError(f"sslg server --unix-path printed {ready!r}")
-            yield ("--unix-path", str(sock))
+            yield ("--unix-path", str(sock)), proc.pid
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=10)
             sock.unlink(missing_ok=True)
         return
     with Server(server, PORT, "rr") as srv:
-        yield ("--host", server.ipv4, "--port", str(srv.port))
+        yield ("--host", server.ipv4, "--port", str(srv.port)), srv.pid
 
 
-def rr_client(client: Pinned, sslg: Path, peer: Sequence[str], count: int) -> tuple[dict[str, Any], int, int]:
-    """One ``sslg rr`` run: its JSON and the CLOCK_MONOTONIC window it ran in."""
+def rr_client(
+    client: Pinned, sslg: Path, peer: Sequence[str], count: int
+) -> tuple[dict[str, Any], int, int, int]:
+    """One ``sslg rr`` run: its JSON, the CLOCK_MONOTONIC window it ran in, its pid."""
     argv = [str(sslg), "rr", *peer, "--req", "64", "--resp", "64", "--count", str(count), "--warmup", "1000"]
     start = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     proc = client.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -351,12 +420,14 @@ def rr_client(client: Pinned, sslg: Path, peer: Sequence[str], count: int) -> tu
     end = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     if proc.returncode != 0:
         raise RuntimeError(f"sslg rr failed: {err.decode(errors='replace')}")
-    return json.loads(out.decode().strip().splitlines()[-1]), start, end
+    return json.loads(out.decode().strip().splitlines()[-1]), start, end, proc.pid
 
 
 @contextmanager
-def perf_record(data: Path) -> Iterator[None]:
-    argv = ["perf", "record", "-a", "-g", "-e", "cpu-clock", "-c", str(PERIOD_NS), "-k", "CLOCK_MONOTONIC"]
+def perf_record(data: Path, event: str = "cpu-clock") -> Iterator[None]:
+    argv = ["perf", "record", "-a", "-g", "-e", event, "-k", "CLOCK_MONOTONIC"]
+    if event == "cpu-clock":
+        argv += ["-c", str(PERIOD_NS)]
     proc = subprocess.Popen(
         [*argv, "-o", str(data)],
         stdin=subprocess.DEVNULL,
@@ -396,6 +467,9 @@ class Result:
     window_s: float
     prof: Profile
     bytes_redirected: int
+    switch_count: int = 0
+    switch_reasons: Counter[str] = field(default_factory=Counter)
+    switch_direct: int = 0
 
 
 def run_one(
@@ -407,16 +481,21 @@ def run_one(
         client = Pinned(env.client, ccpu if placement == "same" else None)
     set_path(env, path)
     data = work / f"{path}-{placement}-{repeat}.data"
-    with rr_server(path, server, args.sslg, work / "rr.sock") as peer:
+    with rr_server(path, server, args.sslg, work / "rr.sock") as (peer, server_pid):
         rr_client(client, args.sslg, peer, 2000)  # a short run first: the rate, and a warm path
-        warm, _, _ = rr_client(client, args.sslg, peer, 20000)
+        warm, _, _, _ = rr_client(client, args.sslg, peer, 20000)
         count = max(10000, int(20000 / warm["elapsed_s"] * args.seconds))
         before = env.datapath.totals()["bytes_redirected"]
         with perf_record(data):
-            res, start, end = rr_client(client, args.sslg, peer, count)
+            res, start, end, client_pid = rr_client(client, args.sslg, peer, count)
         redirected = env.datapath.totals()["bytes_redirected"] - before
-    prof = profile(data, start, end)
+        sched = work / f"{path}-{placement}-{repeat}.sched"
+        with perf_record(sched, "sched:sched_switch"):
+            sres, sstart, send, sclient_pid = rr_client(client, args.sslg, peer, args.switch_count)
+    prof = profile(data, start, end, {client_pid, server_pid or client_pid})
     data.unlink()
+    reasons, direct, _ = switches(sched, sstart, send, {sclient_pid, server_pid or sclient_pid})
+    sched.unlink()
     return Result(
         path,
         placement,
@@ -428,6 +507,9 @@ def run_one(
         (end - start) / 1e9,
         prof,
         redirected,
+        sres["count"] + 1000,
+        reasons,
+        direct,
     )
 
 
@@ -435,11 +517,11 @@ def stats_run(env: DemoEnv, path: str, args: argparse.Namespace, work: Path) -> 
     """An unprofiled run with BPF run-time statistics on: ns per run, runs per round trip."""
     set_path(env, path)
     client, server = Pinned(env.client, None), Pinned(env.server, None)
-    with rr_server(path, server, args.sslg, work / "rr.sock") as peer:
+    with rr_server(path, server, args.sslg, work / "rr.sock") as (peer, _pid):
         rr_client(client, args.sslg, peer, 2000)
         with progstats.run_time_stats():
             before = bpf_stats(env)
-            res, _, _ = rr_client(client, args.sslg, peer, args.stats_count)
+            res, _, _, _ = rr_client(client, args.sslg, peer, args.stats_count)
             after = bpf_stats(env)
     out: dict[str, Any] = {"path": path, "count": res["count"], "p50_us": res["p50_us"], "progs": {}}
     n = res["count"] + 1000  # the warmup round trips run too
@@ -495,9 +577,24 @@ def summarize(results: list[Result]) -> list[dict[str, Any]]:
                 "bpf_progs_ns_per_rt": {p: round(c * per) for p, c in progs.most_common()},
                 "top_leaf_ns_per_rt": {s: round(c * per) for s, c in leaf.most_common(25)},
                 "unmatched_ns_per_rt": {s: round(c * per) for s, c in unmatched.most_common(12)},
+                "switches_per_rt": _per_rt_switches(rs),
+                "switches_to_other_end_per_run": [round(r.switch_direct / r.switch_count, 3) for r in rs],
+                "foreign_share_per_run": [round(r.prof.foreign / max(r.prof.total, 1), 3) for r in rs],
             }
         )
     return rows
+
+
+def _per_rt_switches(rs: list[Result]) -> dict[str, float]:
+    """sslg switch-outs per round trip by reason, and how many went straight to the other end."""
+    n = sum(r.switch_count for r in rs)
+    reasons: Counter[str] = Counter()
+    for r in rs:
+        reasons += r.switch_reasons
+    out = {k: round(v / n, 3) for k, v in reasons.most_common()}
+    out["total"] = round(sum(reasons.values()) / n, 3)
+    out["to_other_end"] = round(sum(r.switch_direct for r in rs) / n, 3)
+    return out
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -508,6 +605,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         vals = [row["wall_ns_per_rt"], row["sslg_cpu_ns_per_rt"], row["idle_ns_per_rt"]]
         vals += [row["buckets_ns_per_rt"].get(b, 0) for b in BUCKET_ORDER]
         print(f"{row['path'] + '/' + row['placement']:<16}" + "".join(f"{v:>11}" for v in vals))
+    print("sslg switch-outs per round trip, by what the task blocked in")
+    for row in sorted(rows, key=lambda r: (r["placement"], r["path"])):
+        print(f"{row['path'] + '/' + row['placement']:<16} {row['switches_per_rt']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -517,6 +617,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--paths", default="plain,spliced,unix,unix2")
     parser.add_argument("--placements", default="free,same,split")
     parser.add_argument("--sslg", type=Path, default=None, help="sslg binary (default: the installed one)")
+    parser.add_argument(
+        "--switch-count", type=int, default=20_000, help="round trips of each sched_switch recording"
+    )
     parser.add_argument("--stats-count", type=int, default=100_000, help="round trips of each BPF stats run")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON results here")
     args = parser.parse_args(argv)
