@@ -44,10 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from socksplice.local.topology import LocalPod
 from socksplice.tools.bench import progstats
 from socksplice.tools.bench.policies import SPLICED
 from socksplice.tools.demo.running import DemoEnv, demo_env
-from socksplice.tools.workloads.loadgen import PodRunner, Server, loadgen_path
+from socksplice.tools.workloads.loadgen import Server, loadgen_path
 
 PORT = 9401
 PERIOD_NS = 100_000
@@ -357,7 +358,7 @@ def switches(data: Path, start_ns: int, end_ns: int, pids: set[int]) -> tuple[Co
 class Pinned:
     """A pod whose processes start under ``taskset -c cpus`` (None: not pinned)."""
 
-    pod: PodRunner
+    pod: LocalPod
     cpus: str | None
 
     @property
