@@ -311,13 +311,14 @@ class Agent:
         if self.drains is not None:
             self.drains.report(status)
 
-    def _activity(self) -> Activity:
+    def _activity(self, status: NodeStatus | None = None) -> Activity:
         """What an unchanged node's status shows moving: the spliced sockets, the bytes the data path
-        moved (both directions, spliced or handed to TCP; one batched read of the counters) and
-        Auto's evidence."""
-        totals = self.datapath.totals()
+        moved (both directions, spliced or handed to TCP) and Auto's evidence. Read from the data
+        path, or taken from ``status`` when one was just built from it."""
+        sockets = status.spliced_sockets if status is not None else self.datapath.spliced_sockets()
+        totals = status.totals if status is not None else self.datapath.totals()
         moved = totals.get("bytes_redirected", 0) + totals.get("bytes_fallback", 0)
-        return self.datapath.spliced_sockets(), moved, self._evidence
+        return sockets, moved, self._evidence
 
     def _publish_due(self) -> bool:
         """Whether an unchanged node publishes now: when its sockets, bytes or evidence moved (looked
@@ -334,9 +335,10 @@ class Agent:
         if self.sink is None:
             return
         self._last_publish = self._last_look = time.monotonic()
-        self._published_activity = self._activity()
         try:
-            self.sink.publish(self.status())
+            status = self.status()
+            self._published_activity = self._activity(status)
+            self.sink.publish(status)
         except (OSError, SockspliceError) as exc:
             log.error("agent: status not published: %s", exc)
 
