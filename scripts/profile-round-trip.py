@@ -48,7 +48,7 @@ from socksplice.local.topology import LocalPod
 from socksplice.tools.bench import progstats
 from socksplice.tools.bench.policies import SPLICED
 from socksplice.tools.demo.running import DemoEnv, demo_env
-from socksplice.tools.workloads.loadgen import Server, loadgen_path
+from socksplice.tools.workloads.loadgen import ENV_LOADGEN, Server, loadgen_path
 
 PORT = 9401
 PERIOD_NS = 100_000
@@ -379,32 +379,15 @@ class Pinned:
 
 
 @contextmanager
-def rr_server(
-    path: str, server: Pinned, sslg: Path, sock: Path
-) -> Iterator[tuple[tuple[str, ...], int | None]]:
+def rr_server(path: str, server: Pinned, sock: Path) -> Iterator[tuple[tuple[str, ...], int | None]]:
     """The rr server a path needs; yields the client's peer arguments and the server's pid
     (None on ``unix``, whose server is a thread of the client)."""
     if path == "unix":
         yield ("--unix",), None
         return
     if path == "unix2":
-        sock.unlink(missing_ok=True)
-        proc = server.popen(
-            [str(sslg), "server", "--unix-path", str(sock), "--mode", "rr"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            assert proc.stdout is not None
-            ready = proc.stdout.readline()
-            if not ready.startswith(b"READY"):
-                raise RuntimeError(f"sslg server --unix-path printed {ready!r}")
-            yield ("--unix-path", str(sock)), proc.pid
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=10)
-            sock.unlink(missing_ok=True)
+        with Server(server, 0, "rr", unix_path=sock) as srv:
+            yield ("--unix-path", str(sock)), srv.pid
         return
     with Server(server, PORT, "rr") as srv:
         yield ("--host", server.ipv4, "--port", str(srv.port)), srv.pid
@@ -451,7 +434,7 @@ def bpf_stats(env: DemoEnv) -> dict[str, tuple[int, int]]:
     """Run time (ns) and run count of every data path program, now."""
     out = {}
     for name, fd in progstats.program_fds(env.datapath).items():
-        _kind, _short, run_time, run_cnt = progstats._info(fd)  # the kernel's bpf_prog_info fields
+        _kind, _short, run_time, run_cnt = progstats.prog_info(fd)
         out[name] = (run_time, run_cnt)
     return out
 
@@ -482,7 +465,7 @@ def run_one(
         client = Pinned(env.client, ccpu if placement == "same" else None)
     set_path(env, path)
     data = work / f"{path}-{placement}-{repeat}.data"
-    with rr_server(path, server, args.sslg, work / "rr.sock") as (peer, server_pid):
+    with rr_server(path, server, work / "rr.sock") as (peer, server_pid):
         rr_client(client, args.sslg, peer, 2000)  # a short run first: the rate, and a warm path
         warm, _, _, _ = rr_client(client, args.sslg, peer, 20000)
         count = max(10000, int(20000 / warm["elapsed_s"] * args.seconds))
@@ -518,7 +501,7 @@ def stats_run(env: DemoEnv, path: str, args: argparse.Namespace, work: Path) -> 
     """An unprofiled run with BPF run-time statistics on: ns per run, runs per round trip."""
     set_path(env, path)
     client, server = Pinned(env.client, None), Pinned(env.server, None)
-    with rr_server(path, server, args.sslg, work / "rr.sock") as (peer, _pid):
+    with rr_server(path, server, work / "rr.sock") as (peer, _pid):
         rr_client(client, args.sslg, peer, 2000)
         with progstats.run_time_stats():
             before = bpf_stats(env)
@@ -624,6 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stats-count", type=int, default=100_000, help="round trips of each BPF stats run")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON results here")
     args = parser.parse_args(argv)
+    if args.sslg is not None:
+        os.environ[ENV_LOADGEN] = str(args.sslg)  # the servers (workloads.Server) run the same binary
     args.sslg = args.sslg or loadgen_path()
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)

@@ -46,7 +46,8 @@ def run_time_stats() -> Iterator[None]:
         os.close(fd)
 
 
-def _info(fd: int) -> tuple[int, str, int, int]:
+def prog_info(fd: int) -> tuple[int, str, int, int]:
+    """(program type, kernel name, run time ns, run count) of a program fd (``bpf_prog_info``)."""
     info = ctypes.create_string_buffer(_INFO_SIZE)
     attr = bpfsys.pack_attr("=IIQ", fd, _INFO_SIZE, ctypes.addressof(info))
     bpfsys.call(bpfsys.BPF_OBJ_GET_INFO_BY_FD, attr, "BPF_OBJ_GET_INFO_BY_FD")
@@ -65,7 +66,7 @@ def observation_stats(datapath: Datapath) -> list[ProgStats]:
     """Run time and run count of each observation (tracepoint) program, now."""
     out = []
     for name, fd in sorted(program_fds(datapath).items()):
-        kind, _short, run_time, run_cnt = _info(fd)
+        kind, _short, run_time, run_cnt = prog_info(fd)
         if kind in (BPF_PROG_TYPE_TRACEPOINT, BPF_PROG_TYPE_RAW_TRACEPOINT):
             short = name.removeprefix("tracepoint__").removeprefix("raw_tracepoint__")
             out.append(ProgStats(short, run_time, run_cnt))
