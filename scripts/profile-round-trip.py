@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -612,6 +613,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.sslg = args.sslg or loadgen_path()
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
+        return 2
+    if shutil.which("perf") is None:
+        print("needs perf on PATH (Debian: apt-get install linux-perf)", file=sys.stderr)
         return 2
     paths = args.paths.split(",")
     if "unix2" in paths:
