@@ -44,6 +44,11 @@ def endpoints(env: SpliceEnv) -> list[EndpointStatus]:
     return [e for e in env.agent.deciding.endpoints if e.port == PORT]
 
 
+def port_evidence(env: SpliceEnv) -> list[dict[str, int]]:
+    """The data path's evidence counters of the endpoints of PORT."""
+    return [counts for key, counts in env.datapath.evidence().items() if key[2] == PORT]
+
+
 def verdict(env: SpliceEnv) -> str:
     found = endpoints(env)
     assert len(found) == 1, found
@@ -127,9 +132,45 @@ def test_a_blocking_reader_that_waits_is_refused(observing: SpliceEnv) -> None:
         [e] = endpoints(env)
         assert e.would_differ.get("blocking_receive", 0) > 0, e
         assert "blocking" in e.reason
+        [before] = port_evidence(env)
         time.sleep(1.1)
         receivers(env, "blocking", conns=3)
         assert verdict(env) == "Demoted"  # sticky: never promoted again
+        # A Demoted endpoint's new connections are not watched: counted, nothing else.
+        [after] = port_evidence(env)
+        assert after["unwatched_connections"] == before["unwatched_connections"] + 3, after
+        assert {k: after[k] for k in ("connections", "receives", "would_blocking_receive")} == {
+            k: before[k] for k in ("connections", "receives", "would_blocking_receive")
+        }
+        [e] = endpoints(env)
+        assert e.connections == after["connections"] + after["unwatched_connections"]
+    assert env.totals()["bytes_redirected"] == 0
+
+
+def test_short_connections_are_sampled_on_tcp(observing: SpliceEnv) -> None:
+    """An endpoint whose connections are too short to gain stays on TCP with one new connection
+    in 16 watched; every connection still delivers all its bytes."""
+    env = observing
+    env.apply(
+        splice_yaml(mode="Auto")
+        + AUTO.replace("minMessagesPerConnection: 2", "minMessagesPerConnection: 1000")
+    )
+    server = env.pod("server")
+    with echo_server(server, PORT):
+        for _ in range(2):
+            result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=2, nbytes=4 << 10)
+            assert result["mismatches"] == 0
+            time.sleep(1.1)
+        wait_for(lambda: "1 in 16 new connections watched" in endpoints(env)[0].reason, timeout=10)
+        [before] = port_evidence(env)
+        result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=64, nbytes=4 << 10)
+        assert result["mismatches"] == 0 and result["bytes_ok"] == 64 * (4 << 10), result
+        [after] = port_evidence(env)
+    unwatched = after["unwatched_connections"] - before["unwatched_connections"]
+    watched = after["connections"] - before["connections"]
+    assert unwatched + watched == 64 and 40 <= unwatched < 64, (watched, unwatched)
+    [e] = endpoints(env)
+    assert e.verdict == "Audit" and e.connections == after["connections"] + after["unwatched_connections"]
     assert env.totals()["bytes_redirected"] == 0
 
 

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from socksplice.bpf.layout import PodDatapathConfig
+from socksplice.bpf.loader import EndpointDecision
 from socksplice.errors import KernelError
 
 
@@ -24,7 +25,7 @@ class FakeDatapath:
         self.on_attach: Callable[[Path], None] | None = None
         self.observation = ""
         self.endpoint_evidence: dict[tuple[int, int, int], dict[str, int]] = {}
-        self.verdicts: dict[tuple[int, int, int], int] = {}
+        self.verdicts: dict[tuple[int, int, int], EndpointDecision] = {}
         self.demoted: set[int] = set()
 
     def attach(self, cgroup: Path) -> str:
@@ -67,8 +68,8 @@ class FakeDatapath:
     def evidence(self) -> dict[tuple[int, int, int], dict[str, int]]:
         return {k: dict(v) for k, v in self.endpoint_evidence.items()}
 
-    def set_verdicts(self, spliced: dict[tuple[int, int, int], int]) -> None:
-        self.verdicts = dict(spliced)
+    def set_verdicts(self, decided: Mapping[tuple[int, int, int], EndpointDecision]) -> None:
+        self.verdicts = dict(decided)
 
     def set_demoted(self, slot: int, demoted: bool) -> None:
         (self.demoted.add if demoted else self.demoted.discard)(slot)

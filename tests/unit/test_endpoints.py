@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from socksplice.api.socketsplice import AutoSpec, EvidenceWindow, Mode
-from socksplice.bpf.layout import EVIDENCE
+from socksplice.bpf.layout import EVIDENCE, V_SAMPLED, V_SPLICE, V_UNWATCHED
+from socksplice.bpf.loader import EndpointDecision
 from socksplice.nodeagent.endpoints import Change, EndpointTable
 from socksplice.nodeagent.verdicts import EndpointKey, Verdict, transition
 
@@ -206,6 +207,9 @@ def test_a_restart_keeps_verdicts_slots_and_the_reuse_order(tmp_path: Path) -> N
         "since": T0 + 10,
         "slot": 2,
         "counts": counts(5, 50),
+        "sampled": False,
+        "window_start": None,
+        "window_base": {},
     }
 
 
@@ -245,3 +249,30 @@ def test_a_slot_beyond_a_smaller_capacity_is_given_again(tmp_path: Path) -> None
     small.update(busy(A, B, C, D), policy_for=auto_for(A, B, C, D), observation="", now=T0 + 20)
     d = small.get(D)
     assert d is not None and (d.verdict, d.slot) == (Verdict.AUDIT, 0)  # every slot is taken
+
+
+def test_the_datapath_verdicts_splice_promoted_sample_short_and_leave_demoted_unwatched(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "endpoints.json"
+    table = EndpointTable(path, max_slots=8)
+    keys = (A, B, C)
+    table.update(busy(*keys, n=1), policy_for=auto_for(*keys), observation="", now=T0)
+    assert table.datapath_verdicts() == {}  # every endpoint in its first window: all watched
+    evidence = {A: counts(5, 50), B: counts(5, 2), C: counts(5, 50, would_waitall=1)}
+    changes = table.update(evidence, policy_for=auto_for(*keys), observation="", now=T0 + 10)
+    assert [(c.key, c.new.verdict if c.new else None) for c in changes] == [
+        (A, Verdict.SPLICED),
+        (B, Verdict.AUDIT),  # sampled now: a decision that is saved
+        (C, Verdict.DEMOTED),
+    ]
+    assert table.datapath_verdicts() == {
+        A: EndpointDecision(V_SPLICE, 1),
+        B: EndpointDecision(V_SAMPLED),
+        C: EndpointDecision(V_UNWATCHED),
+    }
+    # A restart keeps the sampling and its window.
+    again = EndpointTable(path, max_slots=8)
+    assert again.datapath_verdicts() == table.datapath_verdicts()
+    b = again.get(B)
+    assert b is not None and (b.sampled, b.window_start, dict(b.window_base)) == (True, T0 + 10, counts(5, 2))

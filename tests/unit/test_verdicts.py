@@ -16,6 +16,7 @@ from socksplice.nodeagent.verdicts import (
     decide,
     did_differ,
     transition,
+    window_counts,
     would_differ,
 )
 
@@ -73,18 +74,62 @@ def test_promotion_needs_both_the_connections_and_the_seconds() -> None:
     assert transition(None, r) == "promoted"
 
 
-def test_short_connections_stay_on_tcp_with_the_reason() -> None:
+SHORT = "short connections: 1.5 messages per connection, fewer than 4: splicing would not pay"
+
+
+def test_short_connections_stay_on_tcp_sampled_and_are_judged_again_per_window() -> None:
     r = step(None, counts(1, 1), T0)
     r = step(r, counts(40, 60), T0 + 120)
-    assert r.verdict == Verdict.AUDIT
-    assert r.reason == "short connections: 1.5 messages per connection, fewer than 4: splicing would not pay"
-    # The average is judged again while audited: longer connections later are promoted.
-    r = step(r, counts(50, 250), T0 + 180)
+    assert (r.verdict, r.sampled) == (Verdict.AUDIT, True)
+    assert r.reason == f"{SHORT}; 1 in 16 new connections watched"
+    assert (r.window_start, dict(r.window_base)) == (T0 + 120, counts(40, 60))  # a sampled window begins
+    # While it fills, the reason keeps the judgement and says how far the window is.
+    r = step(r, counts(45, 70), T0 + 150)
+    assert r.sampled and r.reason == (
+        f"{SHORT}; 1 in 16 new connections watched (evidence: 5 of 20 connections, 30 of 60 s)"
+    )
+    # A full sampled window, still short: another one.
+    r = step(r, counts(60, 90), T0 + 180)
+    assert (r.sampled, r.window_start, r.reason) == (
+        True,
+        T0 + 180,
+        f"{SHORT}; 1 in 16 new connections watched",
+    )
+    # The sampled connections grew longer: every connection is watched again for a new window,
+    # and only that window can promote.
+    r = step(r, counts(80, 290), T0 + 240)
+    assert (r.verdict, r.sampled, r.window_start) == (Verdict.AUDIT, False, T0 + 240)
+    assert r.reason == (
+        "sampled connections grew longer (20 connections in 60 s, 10.0 messages per connection): "
+        "every new connection watched again, for a new evidence window"
+    )
+    r = step(r, counts(90, 390), T0 + 270)
+    assert (r.verdict, r.reason) == (Verdict.AUDIT, "evidence: 10 of 20 connections, 30 of 60 s")
+    r = step(r, counts(100, 490), T0 + 300)
     assert r.verdict == Verdict.SPLICED
+    assert r.reason == "promoted: 20 connections in 60 s, 10.0 messages per connection"
+    assert transition(None, r) == "promoted"
     # A zero minimum promotes even connections that carry nothing.
     none = AutoSpec(EvidenceWindow(connections=1, seconds=1), min_messages_per_connection=0)
     r = step(step(None, counts(1, 0), T0, auto=none), counts(1, 0), T0 + 1, auto=none)
     assert r.verdict == Verdict.SPLICED
+
+
+def test_a_difference_in_a_sampled_connection_demotes() -> None:
+    r = step(step(None, counts(1, 1), T0), counts(40, 60), T0 + 120)
+    assert r.sampled
+    r = step(r, counts(41, 62, would_waitall=1), T0 + 130)
+    assert (r.verdict, r.sampled) == (Verdict.DEMOTED, False)
+
+
+def test_counters_that_went_back_start_the_window_from_zero() -> None:
+    """New maps (a layout upgrade) restart the evidence: the window judges what they hold."""
+    r = step(step(None, counts(1, 1), T0), counts(40, 60), T0 + 120)
+    assert window_counts(counts(3, 30), r.window_base) == counts(3, 30)
+    assert window_counts(counts(45, 70), r.window_base)["connections"] == 5
+    r = step(r, counts(20, 200), T0 + 200)
+    assert (r.sampled, r.verdict) == (False, Verdict.AUDIT)
+    assert r.reason.startswith("sampled connections grew longer (20 connections in 80 s, 10.0")
 
 
 def test_once_spliced_the_cost_is_not_judged_again() -> None:

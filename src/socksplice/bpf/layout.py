@@ -12,7 +12,7 @@ import ctypes
 from dataclasses import dataclass
 from typing import ClassVar
 
-LAYOUT_VERSION = 6
+LAYOUT_VERSION = 7
 """Names the pin directory (``<pin_root>/<name>/v<LAYOUT_VERSION>``); bumped with every ABI change."""
 MAX_PORTS = 16
 
@@ -20,6 +20,10 @@ POD_SPLICE_ALL = 0x1
 POD_DRYRUN_ALL = 0x2
 POD_AUTO_ALL = 0x4
 ENDPOINT_SLOTS = 4096
+V_SPLICE = 0x1
+V_UNWATCHED = 0x2
+V_SAMPLED = 0x4
+SAMPLE_EVERY = 16
 
 COUNTERS: tuple[str, ...] = (
     "sockets_added",
@@ -72,6 +76,7 @@ DID_KINDS: tuple[str, ...] = (
 EVIDENCE: tuple[str, ...] = (
     "connections",
     "spliced_connections",
+    "unwatched_connections",
     "receives",
     "bytes",
     *(f"would_{k}" for k in WOULD_KINDS),
@@ -110,7 +115,7 @@ class VerdictStruct(ctypes.Structure):
     """struct ss_verdict."""
 
     C_STRUCT: ClassVar[str] = "ss_verdict"
-    _fields_ = (("splice", ctypes.c_uint32), ("slot", ctypes.c_uint32))
+    _fields_ = (("flags", ctypes.c_uint32), ("slot", ctypes.c_uint32))
 
 
 class EvidenceStruct(ctypes.Structure):

@@ -24,11 +24,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from socksplice.bpf.compiling import Reply, settings_to_json
 from socksplice.bpf.layout import (
@@ -37,6 +37,7 @@ from socksplice.bpf.layout import (
     EVIDENCE,
     LAYOUT_VERSION,
     NR_COUNTERS,
+    V_SPLICE,
     EndpointKeyStruct,
     EvidenceStruct,
     PodConfigStruct,
@@ -72,6 +73,13 @@ def _discard_failed(settings: DatapathSettings, adopted: bool) -> None:
             d.rmdir()
         except OSError:
             return  # not empty (another version's pins) or already gone
+
+
+class EndpointDecision(NamedTuple):
+    """A ``verdicts`` entry: ``V_*`` flags, and the demotion slot of a spliced endpoint."""
+
+    flags: int
+    slot: int = 0
 
 
 def _endpoint_struct(key: EndpointTuple) -> EndpointKeyStruct:
@@ -340,20 +348,23 @@ class Datapath:
             for table in (self._evidence, self._verdicts):
                 table.delete(raw)
 
-    def set_verdicts(self, spliced: dict[EndpointTuple, int]) -> None:
-        """Make ``verdicts`` hold exactly ``spliced`` (endpoint -> demotion slot): new connections of
-        those endpoints are spliced, of every other endpoint not."""
-        current: dict[EndpointTuple, int] = {}
+    def set_verdicts(self, decided: Mapping[EndpointTuple, EndpointDecision]) -> None:
+        """Make ``verdicts`` hold exactly ``decided``: per endpoint, what its new connections get
+        (``V_SPLICE`` with a demotion slot, ``V_UNWATCHED``, ``V_SAMPLED``); an endpoint without
+        an entry has every new connection watched on TCP."""
+        current: dict[EndpointTuple, EndpointDecision] = {}
         for k, v in self._verdicts.items():
-            current[_endpoint_tuple(k)] = int(VerdictStruct.from_buffer_copy(v).slot)
-        for key in current.keys() - spliced.keys():
+            raw = VerdictStruct.from_buffer_copy(v)
+            current[_endpoint_tuple(k)] = EndpointDecision(int(raw.flags), int(raw.slot))
+        for key in current.keys() - decided.keys():
             self._verdicts.delete(bytes(_endpoint_struct(key)))
-        for key, slot in spliced.items():
-            if current.get(key) == slot:
+        for key, decision in decided.items():
+            if current.get(key) == decision:
                 continue
-            if not 0 < slot < ENDPOINT_SLOTS:
-                raise ValueError(f"endpoint slot {slot} is outside 1..{ENDPOINT_SLOTS - 1}")
-            self._verdicts.update(bytes(_endpoint_struct(key)), bytes(VerdictStruct(splice=1, slot=slot)))
+            if decision.flags & V_SPLICE and not 0 < decision.slot < ENDPOINT_SLOTS:
+                raise ValueError(f"endpoint slot {decision.slot} is outside 1..{ENDPOINT_SLOTS - 1}")
+            raw = VerdictStruct(flags=decision.flags, slot=decision.slot)
+            self._verdicts.update(bytes(_endpoint_struct(key)), bytes(raw))
 
     def demoted_slots(self) -> set[int]:
         """Slots whose demotion flag is set (by the observation programs, or :meth:`set_demoted`)."""

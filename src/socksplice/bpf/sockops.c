@@ -110,18 +110,23 @@ static __always_inline int ss_min_mode(int a, int b)
 	return a < b ? a : b;
 }
 
+/* The agent's decision for an endpoint (NULL: none yet, watch every connection on TCP). */
+static __always_inline struct ss_verdict *ss_verdict_of(int mode, const struct ss_endpoint_key *ep)
+{
+	if (mode != SS_MODE_AUTO && mode != SS_MODE_DRYRUN)
+		return 0;
+	return verdicts.lookup((void *)ep);
+}
+
 /* Whether a new connection of this endpoint enters the SOCKHASH, and its demotion slot: always in
  * SpliceRelaxedReceive (no slot: that mode never demotes), in Auto only when the agent promoted
  * the endpoint (`verdicts`). */
-static __always_inline int ss_decide(int mode, const struct ss_endpoint_key *ep, __u32 *slot)
+static __always_inline int ss_decide(int mode, const struct ss_verdict *v, __u32 *slot)
 {
 	*slot = 0;
 	if (mode == SS_MODE_SPLICE)
 		return 1;
-	if (mode != SS_MODE_AUTO)
-		return 0;
-	struct ss_verdict *v = verdicts.lookup((void *)ep);
-	if (!v || !v->splice || v->slot == 0 || v->slot >= SS_ENDPOINT_SLOTS)
+	if (mode != SS_MODE_AUTO || !v || !(v->flags & SS_V_SPLICE) || v->slot == 0 || v->slot >= SS_ENDPOINT_SLOTS)
 		return 0;
 	__u32 s = v->slot;
 	__u32 *d = demoted.lookup(&s);
@@ -129,6 +134,27 @@ static __always_inline int ss_decide(int mode, const struct ss_endpoint_key *ep,
 		return 0;
 	*slot = s;
 	return 1;
+}
+
+/* Whether a new connection that stays on TCP goes unwatched: its endpoint is settled there for
+ * good, or sampled (one connection in SS_SAMPLE_EVERY is watched). */
+static __always_inline int ss_unwatched(int mode, const struct ss_verdict *v)
+{
+	if (mode == SS_MODE_SPLICE || !v)
+		return 0;
+	if (v->flags & SS_V_UNWATCHED)
+		return 1;
+	return (v->flags & SS_V_SAMPLED) && (bpf_get_prandom_u32() & (SS_SAMPLE_EVERY - 1)) != 0;
+}
+
+/* A connection left unwatched: counted by its client end, and nothing else is recorded for it
+ * (no pair: its server end finds none and does nothing). */
+static __always_inline void ss_count_unwatched(const struct ss_endpoint_key *ep, int mode, __u32 policy_slot)
+{
+	ss_count(policy_slot, mode == SS_MODE_DRYRUN ? SS_C_PAIRS_DRYRUN : SS_C_PAIRS_AUDIT, 1);
+	struct ss_evidence_counts *ev = evidence.lookup((void *)ep);
+	if (ev)
+		ss_evidence_add(ev, SS_E_UNWATCHED_CONNECTIONS, 1);
 }
 
 /* Watch this socket of a connection between two selected pods: the observation programs look it
@@ -251,12 +277,16 @@ int ss_sockops(struct bpf_sock_ops *skops)
 		int mode = ss_min_mode(hint->server_mode, ss_port_mode(cfg, (__u16)hint->server_port));
 		struct ss_endpoint_key ep = {.server_netns = hint->server_netns, .client_netns = netns, .port = hint->server_port};
 		syn_hints.delete(&hkey);
+		struct ss_verdict *verdict = ss_verdict_of(mode, &ep);
 		__u32 ep_slot = 0;
 		__u64 id = 0; /* the socket cookie, read only for a socket that enters the SOCKHASH */
 		int splice = 0;
-		if (mode != SS_MODE_NONE && ss_decide(mode, &ep, &ep_slot)) {
+		if (mode != SS_MODE_NONE && ss_decide(mode, verdict, &ep_slot)) {
 			id = ss_get_socket_cookie(skops);
 			splice = ss_enter(skops, sk, &id, slot, ep_slot, 0, 0) != 0;
+		} else if (mode != SS_MODE_NONE && ss_unwatched(mode, verdict)) {
+			ss_count_unwatched(&ep, mode, slot);
+			return 1;
 		}
 		/* The server end reads the peer's pod, port and decision from here; the cookie and
 		 * address only when it splices. */
@@ -308,7 +338,7 @@ int ss_sockops(struct bpf_sock_ops *skops)
 		return 1;
 	}
 	__u32 ep_slot = 0;
-	ss_decide(mode, &ep, &ep_slot); /* the slot only: the first end's decision stands */
+	ss_decide(mode, ss_verdict_of(mode, &ep), &ep_slot); /* the slot only: the first end's decision stands */
 	__u64 id = ss_get_socket_cookie(skops);
 	if (!ss_enter(skops, sk, &id, slot, ep_slot, peer_id, peer_sk)) {
 		ss_watch_sock(skops, sk_addr, &ep, 0, SS_W_SERVER, slot);

@@ -26,7 +26,7 @@
 
 /* ---- ABI: shared with the agent and with other builds over the same pins ------------------- */
 
-#define SS_LAYOUT_VERSION 6
+#define SS_LAYOUT_VERSION 7
 
 #define SS_MAX_PORTS 16
 
@@ -101,10 +101,18 @@ struct ss_endpoint_key {
 
 #define SS_ENDPOINT_SLOTS 4096 /* demotion flags (`demoted`); slot 0 means none */
 
-/* Written by the agent for an endpoint Auto has promoted: new connections enter the SOCKHASH. */
+/* ss_verdict.flags: what the agent decided for an endpoint's new connections. */
+#define SS_V_SPLICE 0x1    /* Auto promoted it: new connections enter the SOCKHASH (with `slot`) */
+#define SS_V_UNWATCHED 0x2 /* settled on TCP for good (Demoted): new connections are not watched */
+#define SS_V_SAMPLED 0x4   /* on TCP, judged too short to gain: one new connection in
+			    * SS_SAMPLE_EVERY is watched, the others are not */
+#define SS_SAMPLE_EVERY 16 /* a power of two */
+
+/* Written by the agent for an endpoint it has decided (no entry: watch every new connection on
+ * TCP). A connection not watched is counted once, by its client end, as unwatched_connections. */
 struct ss_verdict {
-	__u32 splice; /* 1: splice new connections of this endpoint */
-	__u32 slot;   /* index into `demoted` (1..SS_ENDPOINT_SLOTS-1) */
+	__u32 flags; /* SS_V_* */
+	__u32 slot;  /* SS_V_SPLICE: index into `demoted` (1..SS_ENDPOINT_SLOTS-1) */
 };
 
 /* A socket of a watched connection (every connection between two selected pods), keyed by its
@@ -130,8 +138,10 @@ struct ss_watch {
  * activity, then receive patterns tcp_bpf would serve differently (seen on any watched socket),
  * then results an application got that TCP would not have given (spliced sockets only). */
 enum ss_evidence {
-	SS_E_CONNECTIONS = 0,
+	SS_E_CONNECTIONS = 0,    /* watched connections (counted by their server end) */
 	SS_E_SPLICED_CONNECTIONS,
+	SS_E_UNWATCHED_CONNECTIONS, /* connections left on TCP unwatched (SS_V_UNWATCHED, SS_V_SAMPLED):
+				     * not in `connections`, and their receives are not counted */
 	SS_E_RECEIVES,           /* receive calls that returned data */
 	SS_E_BYTES,              /* bytes those returned */
 	SS_E_WOULD_BLOCKING_RECEIVE, /* a blocking receive that a wake-up without data can end (tcp_bpf:

@@ -3,7 +3,8 @@
 Each loop turn reads what the observation programs counted per endpoint (a server pod's port and
 one client pod), names the pods by the network namespace cookies the reconciler applied, lets the
 endpoint table decide (``verdicts``), and writes the decisions back: the promoted endpoints into
-the data path's ``verdicts`` map (their new connections are spliced), a fresh demotion flag for a
+the data path's ``verdicts`` map (their new connections are spliced; Demoted endpoints' are not
+watched, sampled ones' one in ``SAMPLE_EVERY``), a fresh demotion flag for a
 slot given to a new endpoint, the flag set for every demoted endpoint that holds one (its live
 connections move to TCP at their next send; the observation programs set it themselves at once
 when a spliced connection shows a difference). See docs/auto.md.
@@ -19,7 +20,7 @@ from typing import Protocol
 from socksplice.api.nodestatus import EndpointStatus
 from socksplice.api.planning import PodPlan
 from socksplice.api.socketsplice import AutoSpec, Mode
-from socksplice.bpf.loader import EndpointTuple
+from socksplice.bpf.loader import EndpointDecision, EndpointTuple
 from socksplice.nodeagent.endpoints import Change, EndpointTable
 from socksplice.nodeagent.verdicts import EndpointKey, EndpointRecord, did_differ, transition, would_differ
 
@@ -34,7 +35,7 @@ class DecidingPort(Protocol):
     observation: str
 
     def evidence(self) -> dict[EndpointTuple, dict[str, int]]: ...
-    def set_verdicts(self, spliced: dict[EndpointTuple, int]) -> None: ...
+    def set_verdicts(self, decided: Mapping[EndpointTuple, EndpointDecision]) -> None: ...
     def set_demoted(self, slot: int, demoted: bool) -> None: ...
     def demoted_slots(self) -> set[int]: ...
     def forget_endpoints(self, keys: list[EndpointTuple]) -> None: ...
@@ -78,8 +79,8 @@ class Deciding:
         flagged = self._dp.demoted_slots()
         for slot in self.table.demoted_slots() - flagged:
             self._dp.set_demoted(slot, True)
-        spliced = self.table.spliced_slots()
-        self._dp.set_verdicts({(k.server_netns, k.client_netns, k.port): s for k, s in spliced.items()})
+        decided = self.table.datapath_verdicts()
+        self._dp.set_verdicts({(k.server_netns, k.client_netns, k.port): d for k, d in decided.items()})
         gone = [k for k in raw if self.table.get(EndpointKey(*k)) is None]
         if gone:
             self._dp.forget_endpoints(gone)
@@ -108,7 +109,7 @@ class Deciding:
             verdict=r.verdict.value,
             reason=r.reason,
             since=datetime.fromtimestamp(r.since, UTC),
-            connections=counts.get("connections", 0),
+            connections=counts.get("connections", 0) + counts.get("unwatched_connections", 0),
             spliced_connections=counts.get("spliced_connections", 0),
             messages=counts.get("receives", 0),
             bytes=counts.get("bytes", 0),

@@ -8,9 +8,9 @@ dropped (its flag stays set meanwhile); every other endpoint holds none. Slots g
 1..max_slots-1, so a freed slot is reused as late as possible.
 
 The table is written (JSON, tmp + rename) when a decision changes: an endpoint added or dropped,
-or its verdict, mode, policy or slot. Counts and progress reasons are refreshed every turn in
-memory and are written with the next decision. A missing file starts empty; so does a corrupt one,
-with one warning line.
+or its verdict, mode, policy, slot, sampling or evidence window. Counts and progress reasons are
+refreshed every turn in memory and are written with the next decision. A missing file starts
+empty; so does a corrupt one, with one warning line.
 
 Only the agent's loop calls ``update``; other threads read ``records`` and the slot maps, which
 each update replaces whole.
@@ -28,6 +28,8 @@ from types import MappingProxyType
 from typing import Any
 
 from socksplice.api.socketsplice import AutoSpec, Mode
+from socksplice.bpf.layout import V_SAMPLED, V_SPLICE, V_UNWATCHED
+from socksplice.bpf.loader import EndpointDecision
 from socksplice.nodeagent.verdicts import EndpointKey, EndpointRecord, Verdict, decide
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ class Change:
 
 
 def _decision(r: EndpointRecord) -> tuple[object, ...]:
-    return (r.policy, r.mode, r.verdict, r.slot)
+    return (r.policy, r.mode, r.verdict, r.slot, r.sampled, r.window_start)
 
 
 class EndpointTable:
@@ -75,6 +77,19 @@ class EndpointTable:
             for k, r in self._records.items()
             if r.verdict == Verdict.SPLICED and r.mode == Mode.AUTO and r.slot > 0
         }
+
+    def datapath_verdicts(self) -> dict[EndpointKey, EndpointDecision]:
+        """What the data path's verdict map must hold: Auto-mode Spliced endpoints (splice, with
+        their slots), Demoted ones (not watched) and sampled Audit ones."""
+        out: dict[EndpointKey, EndpointDecision] = {
+            k: EndpointDecision(V_SPLICE, slot) for k, slot in self.spliced_slots().items()
+        }
+        for k, r in self._records.items():
+            if r.verdict == Verdict.DEMOTED:
+                out[k] = EndpointDecision(V_UNWATCHED)
+            elif r.verdict == Verdict.AUDIT and r.sampled:
+                out[k] = EndpointDecision(V_SAMPLED)
+        return out
 
     def demoted_slots(self) -> set[int]:
         """Slots still held by Demoted endpoints (not free for reuse)."""
@@ -209,13 +224,18 @@ def _record_to(r: EndpointRecord) -> dict[str, Any]:
         "since": r.since,
         "slot": r.slot,
         "counts": dict(r.last_counts),
+        "sampled": r.sampled,
+        "window_start": r.window_start,
+        "window_base": dict(r.window_base),
     }
 
 
 def _record_from(item: Mapping[str, Any]) -> EndpointRecord:
-    counts = item.get("counts", {})
-    if not isinstance(counts, dict):
-        raise TypeError(f"counts must be an object, got {type(counts).__name__}")
+    counts, base = item.get("counts", {}), item.get("window_base", {})
+    for name, value in (("counts", counts), ("window_base", base)):
+        if not isinstance(value, dict):
+            raise TypeError(f"{name} must be an object, got {type(value).__name__}")
+    start = item.get("window_start")
     return EndpointRecord(
         key=EndpointKey(int(item["server_netns"]), int(item["client_netns"]), int(item["port"])),
         policy=str(item["policy"]),
@@ -226,4 +246,7 @@ def _record_from(item: Mapping[str, Any]) -> EndpointRecord:
         since=float(item["since"]),
         slot=int(item["slot"]),
         last_counts=MappingProxyType({str(k): int(v) for k, v in counts.items()}),
+        sampled=bool(item.get("sampled", False)),
+        window_start=None if start is None else float(start),
+        window_base=MappingProxyType({str(k): int(v) for k, v in base.items()}),
     )

@@ -16,6 +16,11 @@ The rules (docs/socketsplice.md):
 - An audited endpoint is promoted when the evidence window is full (enough connections *and*
   enough seconds since it was first seen) and its connections carry enough messages to gain from
   splicing. Once spliced, the cost is not judged again (damping); only a demotion ends it.
+- An audited endpoint whose full window shows connections too short to gain stays on TCP
+  *sampled*: one new connection in ``SAMPLE_EVERY`` is watched, the others cost nothing but their
+  count. Each full sampled window is judged again; when the sampled connections carry enough
+  messages, every connection is watched again for a new window before any promotion. A Demoted
+  endpoint's new connections are not watched at all (its verdict is for life).
 - DryRun takes the same decisions but never reports Spliced: a would-be promotion stays Audit
   with a reason that says so.
 """
@@ -28,7 +33,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from socksplice.api.socketsplice import AutoSpec, Mode
-from socksplice.bpf.layout import DID_KINDS, WOULD_KINDS
+from socksplice.bpf.layout import DID_KINDS, SAMPLE_EVERY, WOULD_KINDS
 
 
 class Verdict(StrEnum):
@@ -65,6 +70,12 @@ class EndpointRecord:
     """The data path's demotion flag index (Auto, Spliced or Demoted); 0 = none."""
     last_counts: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     """The evidence counters of the latest turn."""
+    sampled: bool = False
+    """Audit only: judged too short to gain, so one new connection in ``SAMPLE_EVERY`` is watched."""
+    window_start: float | None = None
+    """Epoch seconds when the current evidence window began (None: at ``first_seen``)."""
+    window_base: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """The evidence counters when the current window began (the window judges what came since)."""
 
 
 KIND_REASONS: Mapping[str, str] = MappingProxyType(
@@ -123,23 +134,59 @@ def differ_reason(counts: Mapping[str, int]) -> str:
     return reason
 
 
-def _judge(counts: Mapping[str, int], auto: AutoSpec, age: float) -> tuple[bool, str]:
-    """Whether the evidence window is full and the connections long enough, and why (not)."""
+@dataclass(frozen=True)
+class _Judgement:
+    full: bool
+    """The evidence window is complete: enough (watched) connections and enough seconds."""
+    short: bool
+    """Full, and its connections carry too few messages to gain from splicing."""
+    why: str
+
+
+def _judge(counts: Mapping[str, int], auto: AutoSpec, age: float) -> _Judgement:
+    """Whether the evidence window is full and the connections long enough, and why (not).
+
+    ``counts`` are the window's own (since it began); only watched connections count."""
     window = auto.evidence_window
     connections = counts.get("connections", 0)
     seconds = max(0, int(age))
     if connections < window.connections or age < window.seconds:
-        return False, (
+        return _Judgement(
+            False,
+            False,
             f"evidence: {min(connections, window.connections)} of {window.connections} connections, "
-            f"{min(seconds, window.seconds)} of {window.seconds} s"
+            f"{min(seconds, window.seconds)} of {window.seconds} s",
         )
-    per_connection = counts.get("receives", 0) / connections
+    per_connection = counts.get("receives", 0) / connections if connections else 0.0
     if per_connection < auto.min_messages_per_connection:
-        return False, (
+        return _Judgement(
+            True,
+            True,
             f"short connections: {per_connection:.1f} messages per connection, "
-            f"fewer than {auto.min_messages_per_connection}: splicing would not pay"
+            f"fewer than {auto.min_messages_per_connection}: splicing would not pay",
         )
-    return True, f"{connections} connections in {seconds} s, {per_connection:.1f} messages per connection"
+    return _Judgement(
+        True, False, f"{connections} connections in {seconds} s, {per_connection:.1f} messages per connection"
+    )
+
+
+SAMPLED_NOTE = f"1 in {SAMPLE_EVERY} new connections watched"
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    verdict: Verdict
+    reason: str
+    sampled: bool = False
+    restart: bool = False
+    """A new evidence window begins now, from the current counts."""
+
+
+def window_counts(counts: Mapping[str, int], base: Mapping[str, int]) -> dict[str, int]:
+    """What the counters gained since ``base``; all of them when one went back (new maps)."""
+    if any(counts.get(k, 0) < v for k, v in base.items()):
+        return dict(counts)
+    return {k: v - base.get(k, 0) for k, v in counts.items()}
 
 
 def decide(
@@ -157,54 +204,89 @@ def decide(
 
     ``slot`` is carried over unchanged: the table allocates and frees slots."""
     first_seen = record.first_seen if record is not None else now
-    verdict, reason = _verdict(
-        record, counts, mode=mode, auto=auto, observation=observation, age=now - first_seen
+    start = first_seen
+    base: Mapping[str, int] = MappingProxyType({})
+    if record is not None:
+        start = record.window_start if record.window_start is not None else first_seen
+        base = record.window_base
+    outcome = _verdict(
+        record,
+        counts,
+        window_counts(counts, base),
+        mode=mode,
+        auto=auto,
+        observation=observation,
+        age=now - start,
     )
-    since = record.since if record is not None and record.verdict == verdict else now
+    if outcome.restart:
+        start, base = now, MappingProxyType(dict(counts))
+    since = record.since if record is not None and record.verdict == outcome.verdict else now
     return EndpointRecord(
         key=key,
         policy=policy,
         mode=mode,
-        verdict=verdict,
-        reason=reason,
+        verdict=outcome.verdict,
+        reason=outcome.reason,
         first_seen=first_seen,
         since=since,
         slot=record.slot if record is not None else 0,
         last_counts=MappingProxyType(dict(counts)),
+        sampled=outcome.sampled,
+        window_start=None if start == first_seen else start,
+        window_base=base,
     )
 
 
 def _verdict(
     record: EndpointRecord | None,
     counts: Mapping[str, int],
+    window: Mapping[str, int],
     *,
     mode: Mode,
     auto: AutoSpec,
     observation: str,
     age: float,
-) -> tuple[Verdict, str]:
+) -> _Outcome:
     if mode == Mode.SPLICE:
-        return Verdict.SPLICED, FORCED_REASON
+        return _Outcome(Verdict.SPLICED, FORCED_REASON)
     if record is not None and record.verdict == Verdict.DEMOTED:
-        return Verdict.DEMOTED, record.reason  # sticky: the reason keeps the evidence that demoted it
+        return _Outcome(
+            Verdict.DEMOTED, record.reason
+        )  # sticky: the reason keeps the evidence that demoted it
     if observation:
-        return Verdict.AUDIT, f"observation unavailable: {observation}"
+        return _Outcome(Verdict.AUDIT, f"observation unavailable: {observation}")
     differ = differ_reason(counts)
     if differ:
-        return Verdict.DEMOTED, differ
+        return _Outcome(Verdict.DEMOTED, differ)
     if (
         mode == Mode.AUTO
         and record is not None
         and record.mode == Mode.AUTO
         and record.verdict == Verdict.SPLICED
     ):
-        return Verdict.SPLICED, record.reason  # damping: the cost is not judged again
-    ready, why = _judge(counts, auto, age)
-    if not ready:
-        return Verdict.AUDIT, why
+        return _Outcome(Verdict.SPLICED, record.reason)  # damping: the cost is not judged again
+    judged = _judge(window, auto, age)
+    if record is not None and record.sampled and record.verdict == Verdict.AUDIT:
+        if not judged.full:  # the sampled window goes on; the reason keeps the last judgement
+            head = record.reason.split(f"; {SAMPLED_NOTE}")[0]
+            return _Outcome(Verdict.AUDIT, f"{head}; {SAMPLED_NOTE} ({judged.why})", sampled=True)
+        if judged.short:  # still short: a new sampled window
+            return _Outcome(Verdict.AUDIT, f"{judged.why}; {SAMPLED_NOTE}", sampled=True, restart=True)
+        # The sampled connections grew longer: watch every connection again, for a new window,
+        # before any promotion.
+        return _Outcome(
+            Verdict.AUDIT,
+            f"sampled connections grew longer ({judged.why}): every new connection watched again, "
+            "for a new evidence window",
+            restart=True,
+        )
+    if not judged.full:
+        return _Outcome(Verdict.AUDIT, judged.why)
+    if judged.short:
+        return _Outcome(Verdict.AUDIT, f"{judged.why}; {SAMPLED_NOTE}", sampled=True, restart=True)
     if mode == Mode.DRY_RUN:
-        return Verdict.AUDIT, f"DryRun: would splice ({why})"
-    return Verdict.SPLICED, f"promoted: {why}"
+        return _Outcome(Verdict.AUDIT, f"DryRun: would splice ({judged.why})")
+    return _Outcome(Verdict.SPLICED, f"promoted: {judged.why}")
 
 
 def transition(old: EndpointRecord | None, new: EndpointRecord | None) -> str | None:
