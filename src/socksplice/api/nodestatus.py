@@ -115,8 +115,9 @@ class EndpointStatus:
     """One endpoint on this node: a client pod's connections to a server pod's port, and its verdict.
 
     ``server`` and ``client`` are pod keys (``namespace/name``; the same for a loopback connection
-    inside one pod), ``policy`` the SocketSplice (``namespace/name``) that decides it. ``messages``
-    are receive calls that returned data, ``bytes`` bytes received, both ends, since the endpoint
+    inside one pod), ``policy`` the SocketSplice (``namespace/name``) that decides it.
+    ``connections`` counts every connection, watched or not; ``messages`` are receive calls that
+    returned data, ``bytes`` bytes received, both ends, on watched connections, since the endpoint
     first appeared (``since``). ``would_differ`` and ``did_differ`` hold the receive patterns seen
     that tcp_bpf serves differently from TCP (kind to count, kinds above 0 only; docs/auto.md).
     """

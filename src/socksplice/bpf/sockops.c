@@ -12,6 +12,11 @@
  * listener on this node saw its SYN (`syn_hints`), the server end when it completes a pair. Every
  * socket in a SOCKHASH runs under tcp_bpf for its life, whose recvmsg differs from TCP's
  * (docs/hazards.md); a socket that can never be spliced is left on plain TCP entirely.
+ *
+ * Both ends of a connection between two selected pods are watched for Auto (`watch`), unless the
+ * agent's verdict for the endpoint leaves its new connections unwatched (SS_V_UNWATCHED, and
+ * SS_V_SAMPLED but for one in SS_SAMPLE_EVERY): then the client end only counts the connection
+ * and records no pair, so the server end finds none and does nothing.
  */
 #include "socksplice.h"
 

@@ -1,5 +1,5 @@
 """``socksplice bench [--quick] [--json] [--out DIR] [--repeats N] [--only NAME ...] [--busy]``
-``[--observation]``.
+``[--placement free|same|split] [--observation]``.
 
 Builds the demo's local cluster, runs the matrix (cases.py) with every path interleaved and
 repeated, prints a table (or JSON with ``--json``) and, with ``--out``, writes results.json,
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -28,6 +29,8 @@ from socksplice.tools.bench.cases import matrix
 from socksplice.tools.bench.files import render_csv, render_json, render_raw
 from socksplice.tools.bench.machine import describe, during, snapshot
 from socksplice.tools.bench.measuring import Run
+from socksplice.tools.bench.placement import PLACEMENTS, Placement, cpu_sets
+from socksplice.tools.bench.placement import describe as describe_placement
 from socksplice.tools.bench.running import CaseResult, run_matrix
 from socksplice.tools.bench.summary import headline, summarize_all
 from socksplice.tools.bench.table import render_text
@@ -53,11 +56,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="run with one spinner per CPU busy 50%% of every 10 ms (other work on the vCPUs)",
     )
     p.add_argument(
+        "--placement",
+        choices=PLACEMENTS,
+        default="free",
+        help="client and server CPUs: free (the scheduler's choice, default), same (both on the "
+        "first CPU) or split (client on the first, server on the second)",
+    )
+    p.add_argument(
         "--observation",
         action="store_true",
         help="measure the observation programs' cost on rr-64B (with vs without, and bpf_stats) instead",
     )
     return p
+
+
+def placement_describe(placement: Placement) -> dict[str, Any]:
+    """``placement`` in results.json: the mode and the CPUs each pod was pinned to."""
+    return describe_placement(placement, *cpu_sets(placement, os.sched_getaffinity(0)))
+
+
+def placement_line(placement: dict[str, Any]) -> str:
+    """The table's last line: where the client and server processes ran."""
+    if placement["mode"] == "free":
+        return "placement: free (client and server wherever the scheduler put them)"
+    client = ",".join(map(str, placement["client_cpus"]))
+    server = ",".join(map(str, placement["server_cpus"]))
+    return f"placement: {placement['mode']} (client on CPU {client}, server on CPU {server})"
 
 
 def _meta(
@@ -70,6 +94,7 @@ def _meta(
         "repeats": repeats,
         "quick": bool(args.quick),
         "busy": busy_describe() if getattr(args, "busy", False) else None,
+        "placement": placement_describe(getattr(args, "placement", "free")),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
     }
@@ -128,7 +153,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[list[CaseResult], di
     before = snapshot()
     try:
         with demo_env(workdir) as env, busy_cpus() if args.busy else nullcontext():
-            results = run_matrix(env, cases, repeats, _progress)
+            results = run_matrix(env, cases, repeats, _progress, args.placement)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return results, _meta(args, argv, repeats, started, before)
@@ -143,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     summaries = summarize_all(results)
     fewest = {r.case.name: min((len(run.samples_us) for run in r.runs), default=0) for r in results}
     text = render_text(summaries, {r.case.name: headline(r.case) for r in results}, fewest)
+    text += "\n" + placement_line(meta["placement"])
     document = render_json(summaries, meta)
     print(document if args.json else text)
     if args.out is not None:

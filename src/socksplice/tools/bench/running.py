@@ -21,6 +21,7 @@ endpoint's new connections are spliced, a refused one's stay on TCP.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -28,10 +29,11 @@ from pathlib import Path as FsPath
 
 from socksplice.tools.bench.cases import Case, Kind, Path, audit_pass
 from socksplice.tools.bench.measuring import Run, Target, measure
+from socksplice.tools.bench.placement import PinnedPod, Placement, cpu_sets
 from socksplice.tools.bench.policies import AUTO, AUTO_WINDOW_S, SPLICED
 from socksplice.tools.demo.running import DemoEnv, audit, verdict_of
 from socksplice.tools.workloads.iperf import IperfServer
-from socksplice.tools.workloads.loadgen import Server, ServerMode
+from socksplice.tools.workloads.loadgen import PodRunner, Server, ServerMode
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +81,11 @@ def socket_dir(env: DemoEnv) -> FsPath:
 
 
 @contextmanager
-def servers(env: DemoEnv) -> Iterator[dict[str, Target]]:
+def servers(env: DemoEnv, pod: PodRunner | None = None) -> Iterator[dict[str, Target]]:
     """sslg servers (echo, rr, sink; blocking and ``--nonblock``; each on TCP and on an AF_UNIX
-    path socket) and an iperf3 server in the server pod, for the whole run."""
+    path socket) and an iperf3 server in the server pod (``pod``: the server pod as the run's
+    placement starts its processes), for the whole run."""
+    server: PodRunner = pod if pod is not None else env.server  # type: ignore[assignment]
     host = str(env.server.ipv4)
     sockets = socket_dir(env)
     with ExitStack() as stack:
@@ -89,11 +93,11 @@ def servers(env: DemoEnv) -> Iterator[dict[str, Target]]:
         for nonblock, ports in ((False, SSLG_PORTS), (True, SSLG_NB_PORTS)):
             for mode, port in ports.items():
                 key = f"{mode}-nb" if nonblock else mode
-                srv = stack.enter_context(Server(env.server, port, mode, nonblock=nonblock))  # type: ignore[arg-type]
+                srv = stack.enter_context(Server(server, port, mode, nonblock=nonblock))
                 path = sockets / f"{key}.sock"
-                twin = stack.enter_context(Server(env.server, mode=mode, nonblock=nonblock, unix_path=path))  # type: ignore[arg-type]
+                twin = stack.enter_context(Server(server, mode=mode, nonblock=nonblock, unix_path=path))
                 targets[key] = Target(host, srv.port, srv.pid, str(path), twin.pid)
-        stack.enter_context(IperfServer(env.server, IPERF3_PORT))  # type: ignore[arg-type]
+        stack.enter_context(IperfServer(server, IPERF3_PORT))
         targets["iperf3"] = Target(host, IPERF3_PORT, None)
         yield targets
 
@@ -104,12 +108,13 @@ def run_case(
     case: Case,
     repeats: int,
     progress: Progress | None = None,
+    client: PodRunner | None = None,
 ) -> CaseResult:
     result = CaseResult(case)
     target = targets[target_key(case)]
     for repeat in range(repeats):
         for path in rotated(case.paths, repeat):
-            run = run_path(env, target, case, path)
+            run = run_path(env, target, case, path, client=client)
             result.runs.append(run)
             log.info("bench: %s %s: %s", case.name, path, run.figures)
             if progress is not None:
@@ -119,10 +124,17 @@ def run_case(
 
 
 def run_path(
-    env: DemoEnv, target: Target, case: Case, path: Path, ready: Callable[[], None] | None = None
+    env: DemoEnv,
+    target: Target,
+    case: Case,
+    path: Path,
+    ready: Callable[[], None] | None = None,
+    client: PodRunner | None = None,
 ) -> Run:
     """One recorded run of ``case`` over ``path``, with the policy the path needs; ``ready`` is
-    called just before the measured run starts (after Auto's audit pass)."""
+    called just before the measured run starts (after Auto's audit pass). ``client``: the client
+    pod as the run's placement starts its processes (default: the demo's client pod)."""
+    pod: PodRunner = client if client is not None else env.client  # type: ignore[assignment]
     seen = None
     if path == "plain":
         env.apply(None)
@@ -134,7 +146,7 @@ def run_path(
             env,
             AUTO,
             target.port,
-            lambda: measure(short, path, env.client, target, samples=False),  # type: ignore[arg-type]
+            lambda: measure(short, path, pod, target, samples=False),
             # audit() counts the window from before the audit pass, the agent from the first turn
             # that sees the endpoint (after the pass): a timed pass adds its duration.
             AUTO_WINDOW_S + short.seconds,
@@ -142,7 +154,7 @@ def run_path(
     if ready is not None:
         ready()
     before = env.datapath.totals()["bytes_redirected"]
-    run = measure(case, path, env.client, target, samples=case.latency)  # type: ignore[arg-type]
+    run = measure(case, path, pod, target, samples=case.latency)
     run.bytes_redirected = env.datapath.totals()["bytes_redirected"] - before
     if path == "auto":
         run.verdict = verdict_of(seen, env.endpoint(target.port))
@@ -158,9 +170,16 @@ every path (measured: rr 64 KiB p50 42 µs on the first spliced run, 20 µs on t
 
 
 def run_matrix(
-    env: DemoEnv, cases: list[Case], repeats: int, progress: Progress | None = None
+    env: DemoEnv,
+    cases: list[Case],
+    repeats: int,
+    progress: Progress | None = None,
+    placement: Placement = "free",
 ) -> list[CaseResult]:
-    with servers(env) as targets:
+    client_cpus, server_cpus = cpu_sets(placement, os.sched_getaffinity(0))
+    client = PinnedPod(env.client, client_cpus)  # type: ignore[arg-type]
+    server = PinnedPod(env.server, server_cpus)  # type: ignore[arg-type]
+    with servers(env, server) as targets:
         for case in WARMUP:
-            run_case(env, targets, case, 1)
-        return [run_case(env, targets, case, repeats, progress) for case in cases]
+            run_case(env, targets, case, 1, client=client)
+        return [run_case(env, targets, case, repeats, progress, client) for case in cases]
