@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from socksplice.tools.bench.machine import cpu_shares, during, parse_cpu_times, parse_loadavg, snapshot
+from socksplice.tools.bench.machine import (
+    cpu_shares,
+    during,
+    idle_state,
+    parse_cpu_times,
+    parse_loadavg,
+    snapshot,
+)
 
 STAT_A = "cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 50 0 25 400 5 0 0 20 0 0\nintr 1\n"
 STAT_B = "cpu  160 0 70 880 10 0 10 70 0 0\ncpu0 80 0 35 440 5 0 5 35 0 0\nintr 2\n"
@@ -35,3 +42,12 @@ def test_during_on_this_machine() -> None:
     d = during(snapshot(), snapshot())
     assert 0.0 <= float(d["steal_pct"]) <= 100.0  # type: ignore[arg-type]
     assert len(d["loadavg_start"]) == 3  # type: ignore[arg-type]
+
+
+def test_the_idle_state_names_the_driver_and_the_halt_poll(tmp_path: Path) -> None:
+    (tmp_path / "devices/system/cpu/cpuidle").mkdir(parents=True)
+    (tmp_path / "devices/system/cpu/cpuidle/current_driver").write_text("haltpoll\n")
+    assert idle_state(tmp_path) == {"cpuidle_driver": "haltpoll", "guest_halt_poll_ns": None}
+    (tmp_path / "module/haltpoll/parameters").mkdir(parents=True)
+    (tmp_path / "module/haltpoll/parameters/guest_halt_poll_ns").write_text("200000\n")
+    assert idle_state(tmp_path) == {"cpuidle_driver": "haltpoll", "guest_halt_poll_ns": 200000}

@@ -28,6 +28,24 @@ def _mem_gib() -> float:
     return 0.0
 
 
+def idle_state(sys_root: Path = Path("/sys")) -> dict[str, object]:
+    """How an idle CPU waits, which sets what a cross-CPU wakeup costs (docs/round-trip.md): the
+    cpuidle driver, and on a KVM guest with ``cpuidle_haltpoll`` how long an idle vCPU polls
+    before it halts (``guest_halt_poll_ns``; 0: it halts at once). None where the file is absent."""
+
+    def read(path: str) -> str | None:
+        try:
+            return (sys_root / path).read_text().strip()
+        except OSError:
+            return None
+
+    poll = read("module/haltpoll/parameters/guest_halt_poll_ns")
+    return {
+        "cpuidle_driver": read("devices/system/cpu/cpuidle/current_driver"),
+        "guest_halt_poll_ns": int(poll) if poll is not None and poll.isdigit() else None,
+    }
+
+
 def describe() -> dict[str, object]:
     return {
         "kernel": platform.release(),
@@ -35,6 +53,7 @@ def describe() -> dict[str, object]:
         "cpus": os.cpu_count() or 0,
         "memory_gib": _mem_gib(),
         "python": platform.python_version(),
+        **idle_state(),
     }
 
 
