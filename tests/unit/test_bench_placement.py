@@ -59,3 +59,16 @@ def test_the_table_says_where_the_processes_ran() -> None:
     assert placement_line(describe("free", None, None)) == (
         "placement: free (client and server wherever the scheduler put them)"
     )
+
+
+def test_observation_refuses_a_placement_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from socksplice.tools.bench.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--observation", "--placement", "same"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "socksplice bench: error: --placement pins the matrix's pods; "
+        "--observation runs its own cluster unpinned"
+    )

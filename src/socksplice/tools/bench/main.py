@@ -161,8 +161,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[list[CaseResult], di
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.observation:
+        if args.placement != "free":
+            parser.error("--placement pins the matrix's pods; --observation runs its own cluster unpinned")
         return observation_main(args, argv)
     results, meta = run(args, argv)
     summaries = summarize_all(results)
