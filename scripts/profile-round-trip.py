@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from socksplice.local.topology import LocalPod
 from socksplice.tools.bench import progstats
+from socksplice.tools.bench.placement import PLACEMENTS, PinnedPod, cpu_sets
 from socksplice.tools.bench.policies import SPLICED
 from socksplice.tools.demo.running import DemoEnv, demo_env
 from socksplice.tools.workloads.loadgen import ENV_LOADGEN, Server, loadgen_path
@@ -54,12 +54,6 @@ from socksplice.tools.workloads.loadgen import ENV_LOADGEN, Server, loadgen_path
 PORT = 9401
 PERIOD_NS = 100_000
 """cpu-clock sampling period: 10 kHz per CPU."""
-PLACEMENTS: dict[str, tuple[str | None, str | None]] = {
-    "free": (None, None),
-    "same": ("0", "0"),
-    "split": ("0", "1"),
-}
-"""Placement name -> (client CPUs, server CPUs) for taskset; None: not pinned."""
 
 # Each sample goes to the bucket of its innermost frame that matches a rule; frames that match
 # no rule (or a transparent one) pass the sample on to their caller. Rules are tried in order.
@@ -355,32 +349,8 @@ def switches(data: Path, start_ns: int, end_ns: int, pids: set[int]) -> tuple[Co
     return reasons, direct, total
 
 
-@dataclass(frozen=True)
-class Pinned:
-    """A pod whose processes start under ``taskset -c cpus`` (None: not pinned)."""
-
-    pod: LocalPod
-    cpus: str | None
-
-    @property
-    def name(self) -> str:
-        return self.pod.name
-
-    @property
-    def ipv4(self) -> str:
-        return str(self.pod.ipv4)
-
-    @property
-    def ipv6(self) -> str:
-        return str(self.pod.ipv6)
-
-    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        prefix = ["taskset", "-c", self.cpus] if self.cpus is not None else []
-        return self.pod.popen([*prefix, *argv], **kwargs)
-
-
 @contextmanager
-def rr_server(path: str, server: Pinned, sock: Path) -> Iterator[tuple[tuple[str, ...], int | None]]:
+def rr_server(path: str, server: PinnedPod, sock: Path) -> Iterator[tuple[tuple[str, ...], int | None]]:
     """The rr server a path needs; yields the client's peer arguments and the server's pid
     (None on ``unix``, whose server is a thread of the client)."""
     if path == "unix":
@@ -395,7 +365,7 @@ def rr_server(path: str, server: Pinned, sock: Path) -> Iterator[tuple[tuple[str
 
 
 def rr_client(
-    client: Pinned, sslg: Path, peer: Sequence[str], count: int
+    client: PinnedPod, sslg: Path, peer: Sequence[str], count: int
 ) -> tuple[dict[str, Any], int, int, int]:
     """One ``sslg rr`` run: its JSON, the CLOCK_MONOTONIC window it ran in, its pid."""
     argv = [str(sslg), "rr", *peer, "--req", "64", "--resp", "64", "--count", str(count), "--warmup", "1000"]
@@ -460,10 +430,10 @@ class Result:
 def run_one(
     env: DemoEnv, path: str, placement: str, repeat: int, args: argparse.Namespace, work: Path
 ) -> Result:
-    ccpu, scpu = PLACEMENTS[placement]
-    client, server = Pinned(env.client, ccpu), Pinned(env.server, scpu)
+    ccpu, scpu = cpu_sets(placement, os.sched_getaffinity(0))  # type: ignore[arg-type]
+    client, server = PinnedPod(env.client, ccpu), PinnedPod(env.server, scpu)  # type: ignore[arg-type]
     if path == "unix":
-        client = Pinned(env.client, ccpu if placement == "same" else None)
+        client = PinnedPod(env.client, ccpu if placement == "same" else None)  # type: ignore[arg-type]
     set_path(env, path)
     data = work / f"{path}-{placement}-{repeat}.data"
     with rr_server(path, server, work / "rr.sock") as (peer, server_pid):
@@ -501,7 +471,7 @@ def run_one(
 def stats_run(env: DemoEnv, path: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """An unprofiled run with BPF run-time statistics on: ns per run, runs per round trip."""
     set_path(env, path)
-    client, server = Pinned(env.client, None), Pinned(env.server, None)
+    client, server = PinnedPod(env.client, None), PinnedPod(env.server, None)  # type: ignore[arg-type]
     with rr_server(path, server, work / "rr.sock") as (peer, _pid):
         rr_client(client, args.sslg, peer, 2000)
         with progstats.run_time_stats():
@@ -624,6 +594,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.sslg} has no --unix-path: the unix2 path is left out", file=sys.stderr)
             paths.remove("unix2")
     placements = args.placements.split(",")
+    unknown = [p for p in placements if p not in PLACEMENTS]
+    if unknown:
+        parser.error(f"--placements: unknown {','.join(unknown)} (known: {','.join(PLACEMENTS)})")
     results: list[Result] = []
     stats: list[dict[str, Any]] = []
     with ExitStack() as stack:
