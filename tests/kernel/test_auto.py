@@ -75,6 +75,15 @@ def receivers(env: SpliceEnv, pattern: str, conns: int = 3) -> dict[str, object]
     return json.loads(out.stdout)
 
 
+def audit_passes(env: SpliceEnv, *, conns: int, nbytes: int) -> None:
+    """Two passes of echo clients, each followed by the evidence window's second."""
+    server = env.pod("server")
+    for _ in range(2):
+        result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=conns, nbytes=nbytes)
+        assert result["mismatches"] == 0 and result["finished"] == conns, result
+        time.sleep(1.1)
+
+
 def promoted(env: SpliceEnv) -> None:
     """Audit an epoll echo endpoint over its window, then wait for its promotion."""
     server = env.pod("server")
@@ -93,10 +102,7 @@ def test_an_epoll_endpoint_is_audited_on_tcp_then_promoted_and_spliced(env: Spli
     server = env.pod("server")
     if env.datapath.observation:
         with echo_server(server, PORT):
-            for _ in range(2):
-                result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=4, nbytes=64 << 10)
-                assert result["mismatches"] == 0 and result["finished"] == 4
-                time.sleep(1.1)
+            audit_passes(env, conns=4, nbytes=64 << 10)
             [e] = endpoints(env)
         assert e.verdict == "Audit" and "observation unavailable" in e.reason, e
         assert env.totals()["bytes_redirected"] == 0
@@ -157,10 +163,7 @@ def test_short_connections_are_sampled_on_tcp(observing: SpliceEnv) -> None:
     )
     server = env.pod("server")
     with echo_server(server, PORT):
-        for _ in range(2):
-            result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=2, nbytes=4 << 10)
-            assert result["mismatches"] == 0
-            time.sleep(1.1)
+        audit_passes(env, conns=2, nbytes=4 << 10)
         wait_for(lambda: "1 in 16 new connections watched" in endpoints(env)[0].reason, timeout=10)
         [before] = port_evidence(env)
         result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=64, nbytes=4 << 10)
@@ -218,10 +221,7 @@ def test_without_observation_auto_behaves_as_dryrun(
         env.apply(auto_yaml())
         server = env.pod("server")
         with echo_server(server, PORT):
-            for _ in range(2):
-                result = run_clients(env.pod("client"), str(server.ipv4), PORT, conns=2, nbytes=64 << 10)
-                assert result["mismatches"] == 0
-                time.sleep(1.1)
+            audit_passes(env, conns=2, nbytes=64 << 10)
             [e] = endpoints(env)
         assert e.verdict == "Audit" and e.reason.startswith("observation unavailable"), e
         assert env.totals()["bytes_redirected"] == 0

@@ -250,9 +250,8 @@ def _verdict(
     if mode == Mode.SPLICE:
         return _Outcome(Verdict.SPLICED, FORCED_REASON)
     if record is not None and record.verdict == Verdict.DEMOTED:
-        return _Outcome(
-            Verdict.DEMOTED, record.reason
-        )  # sticky: the reason keeps the evidence that demoted it
+        # Sticky: the reason keeps the evidence that demoted it.
+        return _Outcome(Verdict.DEMOTED, record.reason)
     if observation:
         return _Outcome(Verdict.AUDIT, f"observation unavailable: {observation}")
     differ = differ_reason(counts)
