@@ -82,6 +82,28 @@ static __always_inline int ss_is_loopback(const __u32 a[4])
  * a connection left on TCP, watched or not, never allocates any). The state is complete before
  * the insertion: from then on sk_msg may run for the socket. NULL on a miss (counted): the socket
  * stays on TCP. */
+/* A spliced socket's TCP fallback (backpressure, the ratchet, a demotion) retransmits after a
+ * same-node timeout, not the WAN default of 200 ms. Under backpressure the fallback segments reach a
+ * receiver whose sk_rmem_alloc still counts the unread spliced backlog, above its sk_rcvbuf: TCP
+ * drops them (TCPRcvQDrop, then beyond the zero window it advertised), and nothing but the
+ * retransmission timer sends them again, because the receiver reads the spliced bytes without
+ * sending a window update (tcp_bpf_recvmsg). With one CPU for both ends every fallback waited a
+ * full RTO, 4x slower than TCP (docs/datapath-log.md section 12). The kernel accepts an RTO floor of
+ * at least TCP_TIMEOUT_MIN (2 jiffies: 2 ms at HZ=1000, 8 ms at 250, 20 ms at 100), so the smallest
+ * that this kernel's HZ accepts is taken; when none is (a kernel without TCP_BPF_RTO_MIN) the socket
+ * keeps the default. The RTO never drops below the measured round-trip time plus its variance. */
+static __always_inline void ss_same_node_rto(struct bpf_sock_ops *skops)
+{
+	int us = 2000;
+	if (bpf_setsockopt(skops, SS_SOL_TCP, SS_TCP_BPF_RTO_MIN, &us, sizeof(us)) == 0)
+		return;
+	us = 8000;
+	if (bpf_setsockopt(skops, SS_SOL_TCP, SS_TCP_BPF_RTO_MIN, &us, sizeof(us)) == 0)
+		return;
+	us = 20000;
+	bpf_setsockopt(skops, SS_SOL_TCP, SS_TCP_BPF_RTO_MIN, &us, sizeof(us));
+}
+
 static __always_inline struct ss_sock_state *ss_enter(struct bpf_sock_ops *skops, struct bpf_sock *sk, __u64 *id,
 						      __u32 policy_slot, __u32 ep_slot, __u64 peer, __u64 peer_sk)
 {
@@ -105,6 +127,7 @@ static __always_inline struct ss_sock_state *ss_enter(struct bpf_sock_ops *skops
 		return 0;
 	}
 	st->flags |= SS_SK_IN_MAP;
+	ss_same_node_rto(skops);
 	ss_count(policy_slot, SS_C_SOCKETS_ADDED, 1);
 	return st;
 }

@@ -261,6 +261,8 @@ enum ss_counter {
 #define SS_ENDPOINTS_SIZE 16384
 #endif
 
+#define SS_SOL_TCP 6 /* SOL_TCP (IPPROTO_TCP) */
+#define SS_TCP_BPF_RTO_MIN 1004 /* uapi bpf.h, since Linux 5.10 */
 #define SS_CHECK_EVERY (64 << 10) /* backpressure: bytes between looks at the peer's backlog */
 #ifndef SS_UNREAD_LIMIT
 #define SS_UNREAD_LIMIT (4 << 20)
