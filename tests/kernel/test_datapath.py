@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from socksplice.bpf.loader import Datapath, DatapathSettings
 from socksplice.errors import KernelError
+from socksplice.local.topology import LocalPod
 from tests.kernel.splicing import SpliceEnv, echo_server, run_clients, splice_yaml
 
 pytestmark = pytest.mark.kernel
@@ -169,3 +172,64 @@ def test_a_failed_load_leaves_no_pin_directory(pin_root: Path) -> None:
     with pytest.raises(KernelError, match="load failed"):
         Datapath.load(settings)
     assert not settings.pin_base.exists()
+
+
+def established_rtos_ms(pod: LocalPod, port: int) -> list[int]:
+    """The retransmission timeout (``ss``: rto, in ms) of the pod's connections to ``port``."""
+    out = pod.run(["ss", "-tinH", "state", "established", f"( dport = :{port} )"], check=True)
+    return [int(float(w.split(":")[1])) for w in out.stdout.decode().split() if w.startswith("rto:")]
+
+
+STALLED_READER = (
+    "import socket, sys, time\n"
+    "l = socket.create_server(('::', int(sys.argv[1])), family=socket.AF_INET6, dualstack_ipv6=True)\n"
+    "print('READY', flush=True)\n"
+    "c, _ = l.accept()\n"
+    "time.sleep(60)\n"
+)
+FILLING_WRITER = (
+    "import socket, sys, time\n"
+    "s = socket.create_connection((sys.argv[1], int(sys.argv[2])))\n"
+    "s.setblocking(False)\n"
+    "end = time.monotonic() + 10\n"
+    "while time.monotonic() < end:\n"
+    "    try:\n"
+    "        s.send(bytes(1 << 16))\n"
+    "    except BlockingIOError:\n"
+    "        break\n"
+    "print('FULL', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+@pytest.mark.parametrize("selected", [True, False])
+def test_spliced_sockets_retransmit_after_a_same_node_timeout(env: SpliceEnv, selected: bool) -> None:
+    """A spliced socket's TCP fallback must not wait the 200 ms RTO floor: under backpressure its
+    segments are dropped by a receiver still holding spliced bytes, and only the timer resends them.
+    A writer fills a reader that never reads: past the unread limit its bytes go through TCP, whose
+    acknowledgements set the RTO from the floor the socket has.
+    The unselected pair's sockets never enter the SOCKHASH and keep the kernel's floor."""
+    env.apply(splice_yaml(labels="{role: bench}" if selected else "{app: client}"))
+    client, server = env.pod("client"), env.pod("server")
+    before = env.totals()
+    reader = server.popen([sys.executable, "-c", STALLED_READER, str(PORT)], stdout=subprocess.PIPE)
+    writer = None
+    try:
+        assert reader.stdout is not None and reader.stdout.readline().strip() == b"READY"
+        writer = client.popen([sys.executable, "-c", FILLING_WRITER, str(server.ipv4), str(PORT)], stdout=subprocess.PIPE)
+        assert writer.stdout is not None and writer.stdout.readline().strip() == b"FULL"
+        rtos = established_rtos_ms(client, PORT)
+    finally:
+        for proc in (writer, reader):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+    after = env.totals()
+    assert len(rtos) == 1, rtos
+    if selected:
+        assert after["backpressure_entered"] > before["backpressure_entered"]  # the TCP fallback ran
+        # below the default floor: the RTO falls from its handshake value towards the new floor
+        # (2 jiffies) as acknowledgements come, by a quarter of its variance per round trip
+        assert rtos[0] < 200, rtos
+    else:
+        assert rtos[0] >= 200, rtos  # the kernel's default floor: connections we do not splice keep it
