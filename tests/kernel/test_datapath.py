@@ -216,7 +216,9 @@ def test_spliced_sockets_retransmit_after_a_same_node_timeout(env: SpliceEnv, se
     writer = None
     try:
         assert reader.stdout is not None and reader.stdout.readline().strip() == b"READY"
-        writer = client.popen([sys.executable, "-c", FILLING_WRITER, str(server.ipv4), str(PORT)], stdout=subprocess.PIPE)
+        writer = client.popen(
+            [sys.executable, "-c", FILLING_WRITER, str(server.ipv4), str(PORT)], stdout=subprocess.PIPE
+        )
         assert writer.stdout is not None and writer.stdout.readline().strip() == b"FULL"
         rtos = established_rtos_ms(client, PORT)
     finally:
