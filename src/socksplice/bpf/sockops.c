@@ -77,11 +77,6 @@ static __always_inline int ss_is_loopback(const __u32 a[4])
 	return a[2] == 0 && a[3] == bpf_htonl(1);
 }
 
-/* Enter the SOCKHASH with the socket state sk_msg reads: created here, on the branch that
- * splices, and nowhere else (no program reads socket storage of a socket outside the SOCKHASH, so
- * a connection left on TCP, watched or not, never allocates any). The state is complete before
- * the insertion: from then on sk_msg may run for the socket. NULL on a miss (counted): the socket
- * stays on TCP. */
 /* A spliced socket's TCP fallback (backpressure, the ratchet, a demotion) retransmits after a
  * same-node timeout, not the WAN default of 200 ms. Under backpressure the fallback segments reach a
  * receiver whose sk_rmem_alloc still counts the unread spliced backlog, above its sk_rcvbuf: TCP
@@ -104,6 +99,11 @@ static __always_inline void ss_same_node_rto(struct bpf_sock_ops *skops)
 	bpf_setsockopt(skops, SS_SOL_TCP, SS_TCP_BPF_RTO_MIN, &us, sizeof(us));
 }
 
+/* Enter the SOCKHASH with the socket state sk_msg reads: created here, on the branch that
+ * splices, and nowhere else (no program reads socket storage of a socket outside the SOCKHASH, so
+ * a connection left on TCP, watched or not, never allocates any). The state is complete before
+ * the insertion: from then on sk_msg may run for the socket. NULL on a miss (counted): the socket
+ * stays on TCP. */
 static __always_inline struct ss_sock_state *ss_enter(struct bpf_sock_ops *skops, struct bpf_sock *sk, __u64 *id,
 						      __u32 policy_slot, __u32 ep_slot, __u64 peer, __u64 peer_sk)
 {
